@@ -1,0 +1,176 @@
+"""Turn Ivoris records into raw warehouse rows (pure functions, no Dagster, no network).
+
+The raw layer keeps values as text exactly as Ivoris sent them; only what is needed to key
+and place a record is checked here. A record that has no usable id, or no date that puts it
+in the requested window, becomes a quarantine row with the reason (never with its content),
+and the rest of the window goes through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+MAX_KEY_LENGTH = 40
+Row = dict[str, Any]
+
+
+@dataclass
+class ExtractedRows:
+    rows: list[Row] = field(default_factory=list)
+    quarantined: list[Row] = field(default_factory=list)
+
+
+def as_text(value: Any) -> str | None:
+    """Text as Ivoris sent it; Decimals keep their written digits ('480.00' stays '480.00')."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict | list):
+        # A nested structure where a scalar belongs: keep a marker, staging rejects it.
+        return f"<{type(value).__name__}>"
+    return str(value)
+
+
+def usable_id(value: Any) -> str | None:
+    """An Ivoris id we can build a global key from: a non-negative integer or a short token."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value) if value >= 0 else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text and len(text) <= MAX_KEY_LENGTH and text.replace("-", "").isalnum():
+            return text
+    return None
+
+
+def day_of(value: Any) -> dt.date | None:
+    """The calendar day of an ISO date or local date-time string, or None if it has none."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _quarantine(practice_id: str, partition_date: dt.date, entity: str, record_key: str,
+                reason: str) -> Row:
+    return {"practice_id": practice_id, "partition_date": partition_date, "entity": entity,
+            "stage": "raw", "record_key": record_key, "reason": reason}
+
+
+def _place(
+    practice_id: str, key_prefix: str, entity: str, records: Iterable[dict[str, Any]],
+    date_field: str, date_from: dt.date, date_to: dt.date, result: ExtractedRows,
+) -> Iterable[tuple[dict[str, Any], str, dt.date]]:
+    """Yield (record, ivoris id, partition day) for records that can be keyed and placed."""
+    unkeyed = 0
+    seen: set[str] = set()
+    for record in records:
+        ivoris_id = usable_id(record.get("id"))
+        if ivoris_id is None:
+            unkeyed += 1
+            result.quarantined.append(_quarantine(
+                practice_id, date_from, entity, f"record-without-id-{unkeyed}", "missing or invalid id"))
+            continue
+        key = f"{key_prefix}{ivoris_id}"
+        day = day_of(record.get(date_field))
+        if day is None:
+            result.quarantined.append(_quarantine(
+                practice_id, date_from, entity, key, f"unparsable {date_field}"))
+            continue
+        if not date_from <= day <= date_to:
+            # Not lost: the partition that holds this day extracts it.
+            result.quarantined.append(_quarantine(
+                practice_id, date_from, entity, key,
+                f"{date_field} outside requested window"))
+            continue
+        if key in seen:  # the client already dedupes; this guards direct callers
+            continue
+        seen.add(key)
+        yield record, key, day
+
+
+def appointment_rows(practice_id: str, key_prefix: str, records: Iterable[dict[str, Any]],
+                     date_from: dt.date, date_to: dt.date) -> ExtractedRows:
+    result = ExtractedRows()
+    for record, key, day in _place(practice_id, key_prefix, "appointment", records, "start",
+                                   date_from, date_to, result):
+        result.rows.append({
+            "practice_id": practice_id, "partition_date": day, "appointment_key": key,
+            "ivoris_id": key.removeprefix(key_prefix),
+            "patient_id": as_text(record.get("patientId")),
+            "chair_id": as_text(record.get("chairId")),
+            "type_id": as_text(record.get("typeId")),
+            "start": as_text(record.get("start")),
+            "end": as_text(record.get("end")),
+            "status": as_text(record.get("status")),
+            "modified_at": as_text(record.get("modifiedAt")),
+        })
+    return result
+
+
+def document_entry_rows(practice_id: str, key_prefix: str, records: Iterable[dict[str, Any]],
+                        date_from: dt.date, date_to: dt.date) -> ExtractedRows:
+    result = ExtractedRows()
+    for record, key, day in _place(practice_id, key_prefix, "document_entry", records, "date",
+                                   date_from, date_to, result):
+        result.rows.append({
+            "practice_id": practice_id, "partition_date": day, "entry_key": key,
+            "ivoris_id": key.removeprefix(key_prefix),
+            "patient_id": as_text(record.get("patientId")),
+            "appointment_id": as_text(record.get("appointmentId")),
+            "entry_date": as_text(record.get("date")),
+            "entry_type": as_text(record.get("type")),
+            "code": as_text(record.get("code")),
+            "description": as_text(record.get("description")),
+            "amount": as_text(record.get("amount")),
+            "modified_at": as_text(record.get("modifiedAt")),
+        })
+    return result
+
+
+def patient_rows(practice_id: str, key_prefix: str, records: Iterable[dict[str, Any]],
+                 reasons_by_patient: dict[str, dict[dt.date, str]],
+                 date_from: dt.date, date_to: dt.date) -> ExtractedRows:
+    """One row per (day, patient): the days come from the referencing appointments or the
+    modification date (`reasons_by_patient[id][day]` says which), so each partition holds the
+    patients it needs."""
+    result = ExtractedRows()
+    for record in records:
+        ivoris_id = usable_id(record.get("id"))
+        if ivoris_id is None:
+            result.quarantined.append(_quarantine(
+                practice_id, date_from, "patient", f"record-without-id-{len(result.quarantined) + 1}",
+                "missing or invalid id"))
+            continue
+        key = f"{key_prefix}{ivoris_id}"
+        for day, reason in sorted(reasons_by_patient.get(ivoris_id, {}).items()):
+            if not date_from <= day <= date_to:
+                continue
+            result.rows.append({
+                "practice_id": practice_id, "partition_date": day, "patient_key": key,
+                "ivoris_id": ivoris_id,
+                "first_name": as_text(record.get("firstName")),
+                "last_name": as_text(record.get("lastName")),
+                "birth_date": as_text(record.get("birthDate")),
+                "email": as_text(record.get("email")),
+                "phone": as_text(record.get("phone")),
+                "insurance": as_text(record.get("insurance")),
+                "modified_at": as_text(record.get("modifiedAt")),
+                "reason": reason,
+            })
+    return result
+
+
+def modification_day(record: dict[str, Any]) -> dt.date | None:
+    """The UTC day a patient record was last modified (its partition for 'modified' rows)."""
+    return day_of(record.get("modifiedAt"))
