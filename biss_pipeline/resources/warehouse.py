@@ -63,6 +63,15 @@ def get_engine(url: str) -> sa.Engine:
         return engine
 
 
+def dispose_engine(url: str) -> None:
+    """Close an engine's connections and forget it (tests drop their databases afterwards)."""
+    with _engines_lock:
+        engine = _engines.pop(url, None)
+        _migrated.discard(url)
+    if engine is not None:
+        engine.dispose()
+
+
 def migrate(engine: sa.Engine) -> None:
     """Upgrade the database to the newest Alembic revision (no-op when already there)."""
     config = AlembicConfig()

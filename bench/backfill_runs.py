@@ -1,0 +1,113 @@
+"""How many runs does a backfill launched from the Dagster UI become?
+
+Launches backfills through the GraphQL mutation the UI uses (`launchPartitionBackfill`) and
+drives the backfill daemon's loop until the backfill is done, with runs executed in-process,
+then counts the runs. Compares the per-practice daily layout with a date × practice
+multi-partitioned layout (bench/partitioning_variants.py).
+
+    .venv/bin/python -m bench.backfill_runs [--days 365]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dagster import DagsterInstance
+from dagster._core.execution.backfill import BulkActionStatus
+from dagster._core.instance_for_test import instance_for_test
+from dagster._core.test_utils import create_test_daemon_workspace_context
+from dagster._core.workspace.load_target import PythonFileTarget
+from dagster._daemon.backfill import execute_backfill_iteration
+from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
+from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+VARIANTS = Path(__file__).resolve().parent / "partitioning_variants.py"
+log = logging.getLogger("bench.backfill_runs")
+
+
+def launch_backfill_like_the_ui(instance: DagsterInstance, python_file: Path, attribute: str,
+                                partition_names: list[str], asset_paths: list[list[str]]) -> str:
+    with define_out_of_process_context(str(python_file), attribute, instance) as context:
+        result = execute_dagster_graphql(context, LAUNCH_PARTITION_BACKFILL_MUTATION, variables={
+            "backfillParams": {
+                "partitionNames": partition_names,
+                "assetSelection": [{"path": path} for path in asset_paths],
+                "title": "bench backfill",
+            }
+        })
+    answer = result.data["launchPartitionBackfill"]
+    if answer["__typename"] != "LaunchBackfillSuccess":
+        raise RuntimeError(f"backfill not launched: {answer}")
+    return answer["backfillId"]
+
+
+def drive_backfill(instance: DagsterInstance, python_file: Path, attribute: str, backfill_id: str,
+                   max_iterations: int = 2_000) -> int:
+    """Run the daemon's backfill iterations until the backfill finishes; return iterations used."""
+    target = PythonFileTarget(python_file=str(python_file), attribute=attribute,
+                              working_directory=str(python_file.parent.parent), location_name=None)
+    with create_test_daemon_workspace_context(target, instance) as workspace:
+        for iteration in range(1, max_iterations + 1):
+            list(execute_backfill_iteration(workspace, log))
+            backfill = instance.get_backfill(backfill_id)
+            if backfill is not None and backfill.status != BulkActionStatus.REQUESTED:
+                return iteration
+    raise RuntimeError(f"backfill {backfill_id} still running after {max_iterations} iterations")
+
+
+def measure(python_file: Path, attribute: str, partition_names: list[str],
+            asset_paths: list[list[str]]) -> dict[str, Any]:
+    with instance_for_test(synchronous_run_coordinator=True, synchronous_run_launcher=True) as instance:
+        started = time.monotonic()
+        backfill_id = launch_backfill_like_the_ui(instance, python_file, attribute, partition_names,
+                                                  asset_paths)
+        iterations = drive_backfill(instance, python_file, attribute, backfill_id)
+        backfill = instance.get_backfill(backfill_id)
+        return {
+            "runs": instance.get_runs_count(),
+            "status": backfill.status.value if backfill else "missing",
+            "daemon_iterations": iterations,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+
+
+def dates(days: int, start: dt.date = dt.date(2025, 1, 1)) -> list[str]:
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range(days)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=365)
+    args = parser.parse_args()
+    names = ("raw_appointments", "raw_patients", "raw_document_entries")
+    practices = ("mb", "rb", "le")
+    rows = [
+        ("per-practice daily", "one practice", "per_practice", dates(args.days),
+         [["mb", n] for n in names]),
+        ("per-practice daily", "three practices", "per_practice", dates(args.days),
+         [[p, n] for p in practices for n in names]),
+        ("date x practice multi", "one practice", "multi_partitioned",
+         [f"{d}|mb" for d in dates(args.days)], [["all", n] for n in names]),
+        ("date x practice multi", "three practices", "multi_partitioned",
+         [f"{d}|{p}" for d in dates(args.days) for p in practices], [["all", n] for n in names]),
+    ]
+    # Runs executed in-process print their event logs on stdout; the table goes to stderr.
+    report = sys.stderr
+    print(f"backfill of {args.days} days, 3 raw assets per practice, single_run backfill policy, "
+          "launched via launchPartitionBackfill", file=report)
+    print(f"{'layout':24} {'selection':16} {'runs':>6} {'status':>18} {'iterations':>10} {'seconds':>8}",
+          file=report)
+    for layout, selection, attribute, partitions, paths in rows:
+        figures = measure(VARIANTS, attribute, partitions, paths)
+        print(f"{layout:24} {selection:16} {figures['runs']:>6} {figures['status']:>18} "
+              f"{figures['daemon_iterations']:>10} {figures['seconds']:>8}", file=report)
+
+
+if __name__ == "__main__":
+    main()
