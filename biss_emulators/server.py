@@ -43,9 +43,10 @@ class BackgroundServer:
         ensure_loopback(host, allow_non_loopback)
         self.app = app
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port or 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
 
     @property
     def base_url(self) -> str:
@@ -58,6 +59,13 @@ class BackgroundServer:
     def start(self, timeout: float = 10.0) -> BackgroundServer:
         if self._server is not None:
             return self
+        # Bind here rather than in uvicorn: picking a free port and binding it later races with
+        # other processes on the machine; a socket we hold cannot be taken in between.
+        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(2048)
+        self.port = int(listener.getsockname()[1])
         config = uvicorn.Config(
             self.app, host=self.host, port=self.port, log_level="warning",
             access_log=False, lifespan="off", timeout_keep_alive=30, backlog=2048,
@@ -65,16 +73,18 @@ class BackgroundServer:
         server = uvicorn.Server(config)
         # uvicorn installs signal handlers only on the main thread; ours is not.
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        thread = threading.Thread(target=server.run, name=f"emulator-{self.port}", daemon=True)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]},
+                                  name=f"emulator-{self.port}", daemon=True)
         thread.start()
         deadline = time.monotonic() + timeout
         while not server.started:
             if not thread.is_alive():
+                listener.close()
                 raise RuntimeError(f"emulator failed to start on {self.host}:{self.port}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"emulator did not start on {self.host}:{self.port}")
             time.sleep(0.01)
-        self._server, self._thread = server, thread
+        self._server, self._thread, self._socket = server, thread, listener
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -83,7 +93,9 @@ class BackgroundServer:
             return
         server.should_exit = True
         thread.join(timeout)
-        self._server = self._thread = None
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
 
     def serve_forever(self) -> None:
         """Foreground mode for the CLI: blocks until interrupted."""

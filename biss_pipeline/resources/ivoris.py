@@ -208,7 +208,7 @@ class IvorisClient:
     def _get_json(self, route: str, path: str, query: dict[str, Any] | None = None) -> Any:
         retrying = Retrying(
             retry=retry_if_exception(self._is_retryable),
-            wait=wait_exponential_jitter(initial=self._backoff_initial_s, max=self._backoff_max_s,
+            wait=wait_exponential_jitter(multiplier=self._backoff_initial_s, max=self._backoff_max_s,
                                          jitter=self._backoff_initial_s),
             stop=stop_after_attempt(self._max_attempts) | stop_after_delay(self._max_retry_seconds),
             before_sleep=self._before_sleep(route),
