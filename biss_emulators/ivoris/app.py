@@ -1,0 +1,440 @@
+"""The HTTP side: Starlette routes for every site, fault injection and request counters."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from random import Random
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from biss_emulators.ivoris._util import derive_seed, dumps, epoch_of, unit, utc_text
+from biss_emulators.ivoris.dataset import Dataset
+from biss_emulators.ivoris.faults import FaultConfig
+
+SITE_PREFIX = "/sites/{site_id}"
+UNMATCHED = "<unmatched>"
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+MAX_RANGE_DAYS = 366
+MAX_IDS = 500
+# What an nginx in front of Ivoris sends; clients must not expect JSON from the gateway.
+GATEWAY_BODIES = {
+    503: "<html><head><title>503 Service Temporarily Unavailable</title></head><body><center>"
+         "<h1>503 Service Temporarily Unavailable</h1></center><hr><center>nginx</center></body></html>\n",
+    504: "<html><head><title>504 Gateway Time-out</title></head><body><center><h1>504 Gateway Time-out</h1>"
+         "</center><hr><center>nginx</center></body></html>\n",
+}
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    site_id: str
+    practice_id: int
+    name: str
+    key_prefix: str
+    api_key: str
+
+
+@dataclass
+class Outage:
+    mode: str  # "503" | "refuse"
+    until: float | None  # time.monotonic() deadline; None = until cleared
+    token: int = 0
+
+    def active(self, now: float) -> bool:
+        return self.until is None or now < self.until
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "bad_request", message)
+
+
+class Stats:
+    """Counters by (route template, status), fault counts and peak concurrency; thread-safe.
+
+    Concurrency is tracked in total and per site: each practice runs its own Ivoris server,
+    so `max_in_flight` applies to one site's requests.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests: Counter[tuple[str, int]] = Counter()
+            self.faults: Counter[str] = Counter()
+            self.in_flight = 0
+            self.peak_in_flight = 0
+            self.site_in_flight: Counter[str] = Counter()
+            self.site_peak: Counter[str] = Counter()
+
+    def enter(self, site_id: str) -> int:
+        """Count a request in; returns how many of this site's requests are now in flight."""
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self.site_in_flight[site_id] += 1
+            current = self.site_in_flight[site_id]
+            self.site_peak[site_id] = max(self.site_peak[site_id], current)
+            return current
+
+    def leave(self, site_id: str) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.site_in_flight[site_id] -= 1
+
+    def record(self, template: str, status: int) -> None:
+        with self._lock:
+            self.requests[(template, status)] += 1
+
+    def fault(self, kind: str, count: int = 1) -> None:
+        with self._lock:
+            self.faults[kind] += count
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": dict(self.requests),
+                "peak_in_flight": self.peak_in_flight,
+                "peak_in_flight_by_site": dict(self.site_peak),
+                "in_flight": self.in_flight,
+                "total_requests": sum(self.requests.values()),
+                "faults": dict(self.faults),
+            }
+
+
+Handler = Callable[[SiteInfo, QueryParams, dict[str, Any]], bytes]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class IvorisService:
+    """Shared state behind every port: data, clock, faults, outages and counters."""
+
+    def __init__(self, dataset: Dataset, sites: list[SiteInfo], faults: FaultConfig, clock: int,
+                 seed: int) -> None:
+        self.dataset = dataset
+        self.sites = {site.site_id: site for site in sites}
+        self.faults = faults
+        self.stats = Stats()
+        self.outages: dict[str | None, Outage] = {}
+        self._clock = clock
+        self._clock_lock = threading.Lock()
+        self._seed = seed
+        self._fault_lock = threading.Lock()
+        self._fault_rng_seed: int | None = None
+        self._fault_rng = Random(0)
+        self._dup_key = derive_seed(seed, "duplicates")
+        self._stale_key = derive_seed(seed, "stale")
+        self.app = self._build_app()
+
+    # -- clock ----------------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> int:
+        with self._clock_lock:
+            return self._clock
+
+    @clock.setter
+    def clock(self, value: int) -> None:
+        with self._clock_lock:
+            self._clock = value
+
+    # -- app --------------------------------------------------------------------------------------
+
+    def _build_app(self) -> Starlette:
+        site_routes: list[tuple[str, Handler]] = [
+            ("/practices", self._practices),
+            ("/chairs", self._chairs),
+            ("/appointment-types", self._appointment_types),
+            ("/appointments", self._appointments),
+            ("/patients", self._patients),
+            ("/patients/{patient_id:int}/document-entries", self._patient_entries),
+            ("/document-entries", self._document_entries),
+        ]
+        # counters use the path without converters, e.g. /sites/{site_id}/patients/{patient_id}/...
+        routes = [
+            Route(SITE_PREFIX + path, self._site_endpoint(SITE_PREFIX + path.replace(":int", ""), handler),
+                  methods=["GET"])
+            for path, handler in site_routes
+        ]
+        routes.append(Route("/_emulator/stats", self._counted("/_emulator/stats", self._stats_endpoint),
+                            methods=["GET"]))
+        routes.append(Route("/{path:path}", self._counted(UNMATCHED, self._not_found)))
+        return Starlette(routes=routes)
+
+    def _counted(self, template: str, endpoint: Endpoint) -> Endpoint:
+        async def wrapped(request: Request) -> Response:
+            response = await endpoint(request)
+            self.stats.record(template, response.status_code)
+            return response
+
+        return wrapped
+
+    async def _stats_endpoint(self, request: Request) -> Response:
+        snap = self.stats.snapshot()
+        body = {
+            "requests": [{"route": route, "status": status, "count": count}
+                         for (route, status), count in sorted(snap["requests"].items())],
+            "peak_in_flight": snap["peak_in_flight"],
+            "peak_in_flight_by_site": snap["peak_in_flight_by_site"], "in_flight": snap["in_flight"],
+            "total_requests": snap["total_requests"], "faults": snap["faults"], "clock": utc_text(self.clock),
+        }
+        return _json(200, body)
+
+    async def _not_found(self, request: Request) -> Response:
+        return _error(ApiError(404, "not_found", "no such route"))
+
+    def _site_endpoint(self, template: str, handler: Handler) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            site_id = str(request.path_params["site_id"])
+            in_flight = self.stats.enter(site_id)
+            try:
+                response = await self._serve(request, in_flight, handler)
+            finally:
+                self.stats.leave(site_id)
+            self.stats.record(template, response.status_code)
+            return response
+
+        return endpoint
+
+    async def _serve(self, request: Request, in_flight: int, handler: Handler) -> Response:
+        site = self.sites.get(request.path_params["site_id"])
+        if site is None:
+            return _error(ApiError(404, "not_found", "unknown site"))
+        # Gateway-level faults come first: the real proxy answers before Ivoris sees the key.
+        if self._in_outage(site.site_id):
+            self.stats.fault("outage_503")
+            return _gateway(503)
+        faults = self.faults
+        if faults.max_in_flight is not None and in_flight > faults.max_in_flight:
+            self.stats.fault("overload_504")
+            return _gateway(504)
+        delay = faults.latency_s
+        if faults.latency_jitter_s:
+            delay += self._draw(faults) * faults.latency_jitter_s
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if faults.random_504_rate > 0 and self._draw(faults) < faults.random_504_rate:
+            self.stats.fault("random_504")
+            return _gateway(504)
+        if request.headers.get("x-api-key") != site.api_key:
+            return _error(ApiError(401, "unauthorized", "missing or wrong X-Api-Key"))
+        try:
+            # data generation is CPU work; a worker thread keeps other requests' sleeps on time
+            body = await anyio.to_thread.run_sync(
+                handler, site, request.query_params, dict(request.path_params))
+        except ApiError as exc:
+            return _error(exc)
+        return Response(body, status_code=200, media_type="application/json")
+
+    def _draw(self, faults: FaultConfig) -> float:
+        with self._fault_lock:
+            seed = faults.seed if faults.seed is not None else derive_seed(self._seed, "faults")
+            if seed != self._fault_rng_seed:
+                self._fault_rng_seed, self._fault_rng = seed, Random(seed)
+            return self._fault_rng.random()
+
+    def reset_fault_rng(self) -> None:
+        with self._fault_lock:
+            self._fault_rng_seed = None
+
+    def _in_outage(self, site_id: str) -> bool:
+        # A site in "refuse" mode has its own port closed; reached through the shared port it
+        # can only say 503.
+        now = time.monotonic()
+        return any(outage is not None and outage.active(now)
+                   for outage in (self.outages.get(None), self.outages.get(site_id)))
+
+    # -- handlers (run in a worker thread, return JSON bytes) --------------------------------------
+
+    def _practices(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+        return dumps(self.dataset.practices(site.site_id))
+
+    def _chairs(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+        return dumps(self.dataset.chairs(site.site_id))
+
+    def _appointment_types(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+        return dumps(self.dataset.appointment_types())
+
+    def _appointments(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+        first, last = _date_range(params)
+        page, size = _paging(params)
+        clock = self.clock
+        ds = self.dataset
+
+        def fetch(offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+            return ds.appointments_page(site.site_id, first, last, clock, offset, limit)
+
+        def stale(record: dict[str, Any]) -> dict[str, Any]:
+            before = _epoch_text(record["modifiedAt"]) - 1
+            return ds.appointment_record(site.site_id, record["id"], before) or record
+
+        return self._paged(site, "appointments", page, size, fetch, stale)
+
+    def _document_entries(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+        first, last = _date_range(params)
+        page, size = _paging(params)
+        clock = self.clock
+        gap_rate = self.faults.date_route_gap_rate
+
+        def fetch(offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+            return self.dataset.entries_page(site.site_id, first, last, clock, gap_rate, offset, limit)
+
+        def stale(record: dict[str, Any]) -> dict[str, Any]:
+            hours = 1 + int(unit(self._stale_key, record["id"]) * 6)
+            older = _epoch_text(record["modifiedAt"]) - hours * 3600
+            return {**record, "modifiedAt": utc_text(older)}
+
+        return self._paged(site, "document-entries", page, size, fetch, stale)
+
+    def _patients(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+        clock = self.clock
+        ds = self.dataset
+        if "ids" in params:
+            if "modifiedSince" in params:
+                raise bad_request("use either ids or modifiedSince, not both")
+            return dumps(ds.patients_by_ids(site.site_id, _ids(params["ids"]), clock))
+        since = _instant(params["modifiedSince"]) if "modifiedSince" in params else None
+        page, size = _paging(params)
+
+        def fetch(offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+            return ds.patients_page(site.site_id, since, clock, offset, limit)
+
+        def stale(record: dict[str, Any]) -> dict[str, Any]:
+            before = _epoch_text(record["modifiedAt"]) - 1
+            return ds.patient_record(site.site_id, record["id"], before) or record
+
+        return self._paged(site, "patients", page, size, fetch, stale)
+
+    def _patient_entries(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+        entries = self.dataset.patient_entries(site.site_id, path["patient_id"], self.clock)
+        if entries is None:
+            raise ApiError(404, "not_found", "unknown patient")
+        return dumps([entry.record() for entry in entries])
+
+    def _paged(self, site: SiteInfo, route: str, page: int, size: int,
+               fetch: Callable[[int, int], tuple[int, list[dict[str, Any]]]],
+               stale: Callable[[dict[str, Any]], dict[str, Any]]) -> bytes:
+        offset = (page - 1) * size
+        total, items = fetch(offset, size)
+        rate = self.faults.duplicate_rate
+        if rate > 0 and page > 1 and items:
+            # As if records were inserted before our offset between two page requests: some of
+            # the previous page's records come again. Extra items, so nothing is ever skipped.
+            _, previous = fetch(offset - size, size)
+            route_key = derive_seed(site.site_id, route, page)
+            repeats = []
+            for record in previous:
+                if unit(self._dup_key ^ route_key, record["id"]) < rate:
+                    is_stale = unit(self._stale_key ^ route_key, record["id"]) < 1 / 3
+                    repeats.append(stale(record) if is_stale else record)
+            if repeats:
+                self.stats.fault("duplicates", len(repeats))
+                items = repeats + items
+        return dumps({"items": items, "page": page, "pageSize": size, "total": total})
+
+
+# -- parameter parsing ----------------------------------------------------------------------------
+
+
+def _date(params: QueryParams, name: str) -> int:
+    value = params.get(name)
+    if not value:
+        raise bad_request(f"{name} is required (YYYY-MM-DD)")
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        return dt.date.fromisoformat(value).toordinal()
+    except ValueError:
+        raise bad_request(f"{name} must be a date YYYY-MM-DD") from None
+
+
+def _date_range(params: QueryParams) -> tuple[int, int]:
+    first, last = _date(params, "from"), _date(params, "to")
+    if first > last:
+        raise bad_request("from must not be after to")
+    if last - first >= MAX_RANGE_DAYS:
+        raise bad_request(f"date range is limited to {MAX_RANGE_DAYS} days")
+    return first, last
+
+
+def _int(params: QueryParams, name: str, default: int, lo: int, hi: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise bad_request(f"{name} must be within {lo}..{hi}")
+    return value
+
+
+def _paging(params: QueryParams) -> tuple[int, int]:
+    return _int(params, "page", 1, 1, 10**9), _int(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+
+
+def _ids(raw: str) -> list[int]:
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    if not parts:
+        raise bad_request("ids must list at least one id")
+    if len(parts) > MAX_IDS:
+        raise bad_request(f"at most {MAX_IDS} ids per request")
+    try:
+        ids = [int(part) for part in parts]
+    except ValueError:
+        raise bad_request("ids must be comma-separated integers") from None
+    if any(pid < 1 for pid in ids):
+        raise bad_request("ids must be positive")
+    return ids
+
+
+def _instant(raw: str) -> int:
+    # an unencoded "+02:00" arrives as " 02:00"
+    value = raw.strip().replace(" ", "+")
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise bad_request("modifiedSince must be an ISO-8601 timestamp, e.g. 2026-06-01T00:00:00Z") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return epoch_of(parsed)
+
+
+def _epoch_text(text: str) -> int:
+    return epoch_of(dt.datetime.fromisoformat(text))
+
+
+# -- responses ---------------------------------------------------------------------------------------
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(dumps(body), status_code=status, media_type="application/json")
+
+
+def _error(exc: ApiError) -> Response:
+    return _json(exc.status, {"error": exc.error, "message": exc.message, "status": exc.status})
+
+
+def _gateway(status: int) -> Response:
+    return Response(GATEWAY_BODIES[status], status_code=status, media_type="text/html")
