@@ -122,3 +122,159 @@ extraction_runs = sa.Table(
     sa.Column("status_counts", sa.Text, nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+# -- staging: typed, validated, deduplicated within a partition (newest modifiedAt wins) ----------
+
+stg_appointments = sa.Table(
+    "stg_appointments", metadata,
+    *_partition_columns(),
+    sa.Column("appointment_key", sa.String(64), nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False, index=True),
+    sa.Column("chair_key", sa.String(64)),
+    sa.Column("type_key", sa.String(64), nullable=False),
+    sa.Column("start", sa.DateTime, nullable=False),  # local wall-clock time (Europe/Berlin)
+    sa.Column("end", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("modified_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("practice_id", "partition_date", "appointment_key"),
+)
+
+stg_patients = sa.Table(
+    "stg_patients", metadata,
+    *_partition_columns(),
+    sa.Column("patient_key", sa.String(64), nullable=False),
+    sa.Column("first_name", sa.String(200)),
+    sa.Column("last_name", sa.String(200)),
+    sa.Column("birth_date", sa.Date),
+    sa.Column("email", sa.String(254)),
+    sa.Column("phone", sa.String(64)),
+    sa.Column("insurance", sa.String(8)),
+    sa.Column("modified_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("practice_id", "partition_date", "patient_key"),
+)
+
+stg_document_entries = sa.Table(
+    "stg_document_entries", metadata,
+    *_partition_columns(),
+    sa.Column("entry_key", sa.String(64), nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False, index=True),
+    sa.Column("appointment_key", sa.String(64)),
+    sa.Column("entry_date", sa.Date, nullable=False),
+    sa.Column("entry_type", sa.String(8), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("description", sa.String(500)),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Column("modified_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("practice_id", "partition_date", "entry_key"),
+)
+
+# -- deals: computed per practice; an incremental run replaces the rows of the touched patients ----
+
+deals = sa.Table(
+    "deals", metadata,
+    sa.Column("deal_key", sa.String(64), primary_key=True),
+    sa.Column("practice_id", sa.String(16), nullable=False, index=True),
+    sa.Column("patient_key", sa.String(64), nullable=False, index=True),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("stage_label", sa.String(64), nullable=False),
+    sa.Column("stage_number", sa.Integer, nullable=False),
+    sa.Column("is_open", sa.Boolean, nullable=False),
+    sa.Column("opened_by_appointment_key", sa.String(64), nullable=False),
+    sa.Column("driving_appointment_key", sa.String(64)),
+    sa.Column("first_appointment_date", sa.Date),
+    sa.Column("last_appointment_date", sa.Date),
+    sa.Column("behandlungsstart", sa.Date),
+    sa.Column("closed_date", sa.Date),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Column("treatment_category", sa.String(32)),
+    sa.Column("lost_reason", sa.String(32)),
+    sa.Column("num_appointments", sa.Integer, nullable=False),
+)
+
+deal_appointments = sa.Table(
+    "deal_appointments", metadata,
+    sa.Column("deal_key", sa.String(64), nullable=False, index=True),
+    sa.Column("practice_id", sa.String(16), nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False, index=True),
+    sa.Column("appointment_key", sa.String(64), nullable=False),
+    sa.PrimaryKeyConstraint("practice_id", "appointment_key"),
+)
+
+deal_revenue = sa.Table(
+    "deal_revenue", metadata,
+    sa.Column("deal_key", sa.String(64), nullable=False),
+    sa.Column("practice_id", sa.String(16), nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False, index=True),
+    sa.Column("revenue_bucket", sa.String(32), nullable=False),
+    sa.Column("treatment_category", sa.String(32), nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("deal_key", "revenue_bucket", "treatment_category"),
+)
+
+deal_entries = sa.Table(
+    "deal_entries", metadata,
+    sa.Column("deal_key", sa.String(64), nullable=False, index=True),
+    sa.Column("practice_id", sa.String(16), nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False, index=True),
+    sa.Column("entry_key", sa.String(64), nullable=False),
+    sa.Column("appointment_key", sa.String(64)),
+    sa.Column("entry_date", sa.Date),
+    sa.Column("revenue_bucket", sa.String(32)),
+    sa.Column("treatment_category", sa.String(32)),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Column("counted_by", sa.String(16), nullable=False),
+    sa.PrimaryKeyConstraint("practice_id", "entry_key"),
+)
+
+uncounted_entries = sa.Table(
+    "uncounted_entries", metadata,
+    sa.Column("entry_key", sa.String(64), nullable=False),
+    sa.Column("practice_id", sa.String(16), nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False, index=True),
+    sa.Column("appointment_key", sa.String(64)),
+    sa.Column("entry_date", sa.Date),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("practice_id", "entry_key"),
+)
+
+contact_rollups = sa.Table(
+    "contact_rollups", metadata,
+    sa.Column("practice_id", sa.String(16), nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False),
+    sa.Column("num_deals", sa.Integer, nullable=False),
+    sa.Column("num_open_deals", sa.Integer, nullable=False),
+    sa.Column("last_appointment_date", sa.Date),
+    sa.Column("next_appointment_date", sa.Date),
+    sa.Column("lifetime_revenue_cents", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("practice_id", "patient_key"),
+)
+
+# What the deals asset last saw, so an incremental run recomputes only touched patients.
+deal_watermarks = sa.Table(
+    "deal_watermarks", metadata,
+    sa.Column("practice_id", sa.String(16), primary_key=True),
+    sa.Column("staging_modified_through", sa.DateTime(timezone=True)),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("mapping_hash", sa.String(64), nullable=False),
+)
+
+# -- HubSpot sync ledger: what HubSpot confirmed, per record and per association ------------------
+
+hubspot_ledger = sa.Table(
+    "hubspot_ledger", metadata,
+    # contacts | deals | appointments | association:<from>:<to>
+    sa.Column("object_type", sa.String(64), nullable=False),
+    sa.Column("record_key", sa.String(160), nullable=False),
+    sa.Column("practice_id", sa.String(16), nullable=False, index=True),
+    sa.Column("content_hash", sa.String(64)),  # of the last content HubSpot confirmed
+    sa.Column("hubspot_id", sa.String(32)),
+    sa.Column("status", sa.String(16), nullable=False),  # synced | error | flagged
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("flags", sa.Text),  # e.g. email withheld because another contact owns it
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("synced_at", sa.DateTime(timezone=True)),
+    sa.PrimaryKeyConstraint("object_type", "record_key"),
+)
