@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 dev: $(STAMP)
-	$(BIN)/biss-pipeline dev
+	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -w workspace.yaml
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,35 @@
+"""The code location loads, and its layout is the one docs/architecture.md argues for."""
+
+from __future__ import annotations
+
+from dagster import AssetKey, BackfillPolicy, Definitions
+
+from biss_pipeline.definitions import build_definitions, defs
+
+
+def test_the_code_location_loads() -> None:
+    Definitions.validate_loadable(defs)
+
+
+def test_every_practice_gets_its_own_single_run_raw_assets_in_its_own_pool() -> None:
+    graph = defs.resolve_asset_graph()
+    for practice in ("mb", "rb", "le"):
+        for name in ("raw_appointments", "raw_patients", "raw_document_entries"):
+            node = graph.get(AssetKey([practice, name]))
+            assert node.backfill_policy == BackfillPolicy.single_run()
+            assert node.pools == {f"ivoris_{practice}"}
+            assert node.group_name == f"ivoris_{practice}"
+        assert defs.resolve_job_def(f"extract_{practice}") is not None
+
+
+def test_an_inactive_practice_has_no_assets(tmp_path) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "practices:\n"
+        "  - {id: mb, name: A, key_prefix: MB_, ivoris_base_url: 'http://127.0.0.1:1/sites/mb',"
+        " api_key_env: K_MB, active: true}\n"
+        "  - {id: xy, name: B, key_prefix: XY_, ivoris_base_url: 'http://127.0.0.1:1/sites/xy',"
+        " api_key_env: K_XY, active: false}\n", encoding="utf-8")
+    keys = {k.to_user_string() for k in build_definitions(mapping).resolve_asset_graph().get_all_asset_keys()}
+    assert "mb/raw_appointments" in keys
+    assert not any(k.startswith("xy/") for k in keys)
