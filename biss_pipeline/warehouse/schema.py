@@ -255,9 +255,18 @@ contact_rollups = sa.Table(
 deal_watermarks = sa.Table(
     "deal_watermarks", metadata,
     sa.Column("practice_id", sa.String(16), primary_key=True),
-    sa.Column("staging_modified_through", sa.DateTime(timezone=True)),
     sa.Column("as_of", sa.Date, nullable=False),
     sa.Column("mapping_hash", sa.String(64), nullable=False),
+)
+
+# One fingerprint per patient of the staging rows the deals were computed from: an incremental
+# run recomputes exactly the patients whose fingerprint changed.
+deal_input_fingerprints = sa.Table(
+    "deal_input_fingerprints", metadata,
+    sa.Column("practice_id", sa.String(16), nullable=False),
+    sa.Column("patient_key", sa.String(64), nullable=False),
+    sa.Column("fingerprint", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("practice_id", "patient_key"),
 )
 
 # -- HubSpot sync ledger: what HubSpot confirmed, per record and per association ------------------

@@ -71,7 +71,6 @@ def upgrade() -> None:
     op.create_table(
         "deal_watermarks",
         sa.Column("practice_id", sa.String(length=16), nullable=False),
-        sa.Column("staging_modified_through", sa.DateTime(timezone=True), nullable=True),
         sa.Column("as_of", sa.Date(), nullable=False),
         sa.Column("mapping_hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("practice_id"),
