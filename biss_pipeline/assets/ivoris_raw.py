@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,22 +213,33 @@ def build_practice_raw_assets(practice: PracticeConfig) -> list[Any]:
         "retry_policy": IVORIS_RETRY_POLICY,
     }
 
-    @asset(key=raw_asset_key(practice, "raw_appointments"),
-           description=f"{practice.name}: appointments as Ivoris returns them, by appointment day.",
-           **partitioned)
-    def raw_appointments(context: AssetExecutionContext) -> MaterializeResult:
+    ChunkExtractor = Callable[[dt.date, dt.date], ExtractedRows]
+
+    def extract_window(context: AssetExecutionContext, table: sa.Table, entity: str,
+                       start: Callable[[IvorisClient, Warehouse, dt.date, dt.date], ChunkExtractor],
+                       ) -> MaterializeResult:
+        """Walk the run's window chunk by chunk; each chunk's partitions are replaced atomically."""
         date_from, date_to = partition_window(context)
         warehouse, resource = warehouse_of(context), ivoris(context)
         totals = _RunTotals()
         with resource.client() as client:
+            extract_chunk = start(client, warehouse, date_from, date_to)
             for chunk_from, chunk_to in iter_date_chunks(date_from, date_to, resource.chunk_days):
-                extracted = appointment_rows(pid, prefix, client.appointments(chunk_from, chunk_to),
-                                             chunk_from, chunk_to)
-                _write_chunk(warehouse, schema.raw_appointments, "appointment", pid,
-                             chunk_from, chunk_to, extracted)
+                extracted = extract_chunk(chunk_from, chunk_to)
+                _write_chunk(warehouse, table, entity, pid, chunk_from, chunk_to, extracted)
                 totals.add(extracted)
             _record_run(context, warehouse, pid, date_from, date_to, totals.rows, client)
         return MaterializeResult(metadata=_result_metadata(date_from, date_to, totals, client))
+
+    @asset(key=raw_asset_key(practice, "raw_appointments"),
+           description=f"{practice.name}: appointments as Ivoris returns them, by appointment day.",
+           **partitioned)
+    def raw_appointments(context: AssetExecutionContext) -> MaterializeResult:
+        def start(client: IvorisClient, _w: Warehouse, _f: dt.date, _t: dt.date) -> ChunkExtractor:
+            return lambda first, last: appointment_rows(pid, prefix, client.appointments(first, last),
+                                                        first, last)
+
+        return extract_window(context, schema.raw_appointments, "appointment", start)
 
     @asset(key=raw_asset_key(practice, "raw_patients"),
            deps=[raw_asset_key(practice, "raw_appointments")],
@@ -236,45 +247,36 @@ def build_practice_raw_assets(practice: PracticeConfig) -> list[Any]:
                        "those modified in it.",
            **partitioned)
     def raw_patients(context: AssetExecutionContext) -> MaterializeResult:
-        date_from, date_to = partition_window(context)
-        warehouse, resource = warehouse_of(context), ivoris(context)
-        totals = _RunTotals()
-        with resource.client() as client:
+        def start(client: IvorisClient, warehouse: Warehouse, date_from: dt.date,
+                  date_to: dt.date) -> ChunkExtractor:
             since = dt.datetime.combine(date_from, dt.time(), tzinfo=dt.UTC)
             modified: dict[str, dict[str, Any]] = {}
             for record in client.patients_modified_since(since):
                 ivoris_id, day = usable_id(record.get("id")), modification_day(record)
                 if ivoris_id is not None and day is not None and day <= date_to:
                     modified[ivoris_id] = record
-            for chunk_from, chunk_to in iter_date_chunks(date_from, date_to, resource.chunk_days):
-                reasons = _patient_reasons(warehouse, pid, chunk_from, chunk_to, modified)
+
+            def extract_chunk(first: dt.date, last: dt.date) -> ExtractedRows:
+                reasons = _patient_reasons(warehouse, pid, first, last, modified)
                 missing = [i for i in reasons if i not in modified]
                 records = client.patients_by_ids(missing) if missing else []
                 records += [modified[i] for i in reasons if i in modified]
-                extracted = patient_rows(pid, prefix, records, reasons, chunk_from, chunk_to)
-                _write_chunk(warehouse, schema.raw_patients, "patient", pid, chunk_from, chunk_to,
-                             extracted)
-                totals.add(extracted)
-            _record_run(context, warehouse, pid, date_from, date_to, totals.rows, client)
-        return MaterializeResult(metadata=_result_metadata(date_from, date_to, totals, client))
+                return patient_rows(pid, prefix, records, reasons, first, last)
+
+            return extract_chunk
+
+        return extract_window(context, schema.raw_patients, "patient", start)
 
     @asset(key=raw_asset_key(practice, "raw_document_entries"),
            description=f"{practice.name}: billing lines (document entries) by entry date, from "
                        "the date-filtered route.",
            **partitioned)
     def raw_document_entries(context: AssetExecutionContext) -> MaterializeResult:
-        date_from, date_to = partition_window(context)
-        warehouse, resource = warehouse_of(context), ivoris(context)
-        totals = _RunTotals()
-        with resource.client() as client:
-            for chunk_from, chunk_to in iter_date_chunks(date_from, date_to, resource.chunk_days):
-                extracted = document_entry_rows(
-                    pid, prefix, client.document_entries(chunk_from, chunk_to), chunk_from, chunk_to)
-                _write_chunk(warehouse, schema.raw_document_entries, "document_entry", pid,
-                             chunk_from, chunk_to, extracted)
-                totals.add(extracted)
-            _record_run(context, warehouse, pid, date_from, date_to, totals.rows, client)
-        return MaterializeResult(metadata=_result_metadata(date_from, date_to, totals, client))
+        def start(client: IvorisClient, _w: Warehouse, _f: dt.date, _t: dt.date) -> ChunkExtractor:
+            return lambda first, last: document_entry_rows(
+                pid, prefix, client.document_entries(first, last), first, last)
+
+        return extract_window(context, schema.raw_document_entries, "document_entry", start)
 
     return [reference, raw_appointments, raw_patients, raw_document_entries]
 
