@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +81,29 @@ def measure(python_file: Path, attribute: str, partition_names: list[str],
         }
 
 
-def measure_project_definitions(days: int, start: dt.date) -> dict[str, Any]:
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set variables for the code server and run subprocesses, and restore them afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def measure_project_definitions(days: int, start: dt.date, practice: str = "mb") -> dict[str, Any]:
     """The real code location, runs really executed: raw extraction from the Ivoris emulator."""
     import tempfile
 
     from biss_emulators.ivoris import IvorisEmulator
     from biss_pipeline import settings
+    from biss_pipeline.resources.warehouse import WarehouseResource, dispose_engine
+    from biss_pipeline.warehouse import schema
 
     definitions_file = settings.PROJECT_ROOT / "biss_pipeline" / "definitions.py"
     with tempfile.TemporaryDirectory() as tmp, IvorisEmulator(seed=7, size="tiny") as emulator:
@@ -94,13 +113,19 @@ def measure_project_definitions(days: int, start: dt.date) -> dict[str, Any]:
                       "api_key_env": f"BENCH_IVORIS_KEY_{s.site_id.upper()}",
                       "history_start": start.isoformat(), "active": True} for s in emulator.sites]
         mapping.write_text(yaml.safe_dump({"practices": practices}), encoding="utf-8")
-        # the code server and the runs are subprocesses: they read these from the environment
-        os.environ["BISS_MAPPING_FILE"] = str(mapping)
-        os.environ["BISS_WAREHOUSE_URL"] = f"sqlite:///{tmp}/warehouse.sqlite"
-        for site in emulator.sites:
-            os.environ[f"BENCH_IVORIS_KEY_{site.site_id.upper()}"] = site.api_key
-        return measure(definitions_file, "defs", dates(days, start),
-                       [["mb", n] for n in ("raw_appointments", "raw_patients", "raw_document_entries")])
+        warehouse_url = f"sqlite:///{tmp}/warehouse.sqlite"
+        keys = {f"BENCH_IVORIS_KEY_{s.site_id.upper()}": s.api_key for s in emulator.sites}
+        with _environment(BISS_MAPPING_FILE=str(mapping), BISS_WAREHOUSE_URL=warehouse_url, **keys):
+            figures = measure(definitions_file, "defs", dates(days, start),
+                              [[practice, n] for n in ("raw_appointments", "raw_patients",
+                                                       "raw_document_entries")])
+        warehouse = WarehouseResource(url=warehouse_url).get()
+        figures["raw_appointments"] = warehouse.count_rows(schema.raw_appointments, practice)
+        figures["raw_document_entries"] = warehouse.count_rows(schema.raw_document_entries, practice)
+        figures["expected_appointments"] = len(emulator.truth.appointments(
+            practice, start, start + dt.timedelta(days=days - 1)))
+        dispose_engine(warehouse_url)
+        return figures
 
 
 def dates(days: int, start: dt.date = dt.date(2025, 1, 1)) -> list[str]:
