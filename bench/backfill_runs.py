@@ -102,6 +102,7 @@ def measure_project_definitions(days: int, start: dt.date, practice: str = "mb")
 
     from biss_emulators.ivoris import IvorisEmulator
     from biss_pipeline import settings
+    from biss_pipeline.config.practices import load_mapping_tabs
     from biss_pipeline.resources.warehouse import WarehouseResource, dispose_engine
     from biss_pipeline.warehouse import schema
 
@@ -112,7 +113,9 @@ def measure_project_definitions(days: int, start: dt.date, practice: str = "mb")
                       "ivoris_base_url": emulator.site_url(s.site_id),
                       "api_key_env": f"BENCH_IVORIS_KEY_{s.site_id.upper()}",
                       "history_start": start.isoformat(), "active": True} for s in emulator.sites]
-        mapping.write_text(yaml.safe_dump({"practices": practices}), encoding="utf-8")
+        tabs = load_mapping_tabs(settings.PROJECT_ROOT / "config" / "mapping.yaml")
+        mapping.write_text(yaml.safe_dump({**tabs, "practices": practices}, allow_unicode=True),
+                           encoding="utf-8")
         warehouse_url = f"sqlite:///{tmp}/warehouse.sqlite"
         keys = {f"BENCH_IVORIS_KEY_{s.site_id.upper()}": s.api_key for s in emulator.sites}
         with _environment(BISS_MAPPING_FILE=str(mapping), BISS_WAREHOUSE_URL=warehouse_url, **keys):

@@ -1,29 +1,44 @@
 """The code location: every asset, resource, job, schedule and sensor, assembled from config.
 
-Practices come from the mapping config, so onboarding a practice is a config row plus a
-definitions reload (`dagster dev` reloads on the "Reload" button), not a code change.
+Practices come from the mapping (the local file by default, the Google Sheet when
+`BISS_MAPPING_SOURCE=gsheet`), so onboarding a practice is a row in the `practices` tab plus
+a definitions reload ("Reload" in the UI), not a code change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, EnvVar, define_asset_job
+from dagster import AssetExecutionContext, AssetSelection, Definitions, EnvVar, define_asset_job
 
+from biss_pipeline.assets.deals import DealRules, build_practice_deal_assets, deals_asset_key
 from biss_pipeline.assets.ivoris_raw import build_practice_raw_assets, practice_group, raw_asset_key
-from biss_pipeline.config.practices import PracticeConfig, load_practices
+from biss_pipeline.assets.mapping import MAPPING_ASSET_KEY, mapping_config
+from biss_pipeline.assets.staging import build_practice_staging_assets, staging_asset_key
+from biss_pipeline.config.mapping import MappingConfig
+from biss_pipeline.config.practices import PracticeConfig
 from biss_pipeline.resources.ivoris import IvorisResource
+from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.settings import mapping_file
+from biss_pipeline.sensors.schedules import SyncWindows, build_practice_schedules
 
 RAW_PARTITIONED = ("raw_appointments", "raw_patients", "raw_document_entries")
+STAGING = ("stg_patients", "stg_appointments", "stg_document_entries")
 
 
 def warehouse_resource() -> WarehouseResource:
     if os.environ.get("BISS_WAREHOUSE_URL"):
         return WarehouseResource(url=EnvVar("BISS_WAREHOUSE_URL"))
     return WarehouseResource()
+
+
+def mapping_resource(mapping_path: Path | None = None) -> MappingResource:
+    if os.environ.get("BISS_MAPPING_SOURCE", "local") == "gsheet":
+        return MappingResource(source="gsheet", sheet_id=os.environ.get("BISS_GSHEET_ID"))
+    return MappingResource(path=str(mapping_path) if mapping_path else None)
 
 
 def ivoris_resource(practice: PracticeConfig) -> IvorisResource:
@@ -35,29 +50,72 @@ def extraction_job_name(practice: PracticeConfig) -> str:
     return f"extract_{practice.practice_id}"
 
 
-def build_definitions(mapping_path: Path | None = None) -> Definitions:
-    practices = [p for p in load_practices(mapping_path or mapping_file()) if p.active]
-    assets = [a for practice in practices for a in build_practice_raw_assets(practice)]
-    jobs = [
-        define_asset_job(
-            extraction_job_name(practice),
-            selection=AssetSelection.assets(*(raw_asset_key(practice, n) for n in RAW_PARTITIONED)),
-            description=f"Extract {practice.name} from Ivoris for a date window.",
-            tags={"practice": practice.practice_id},
-        )
-        for practice in practices
+def pipeline_job_name(practice: PracticeConfig) -> str:
+    return f"pipeline_{practice.practice_id}"
+
+
+def deal_rules_for(mapping: MappingConfig, practice: PracticeConfig) -> DealRules:
+    """The part of the mapping a practice's deals depend on, and a hash of exactly that part,
+    so onboarding another practice does not rebuild this one's deals."""
+    roles = {key: role for key, role in mapping.deal_roles.items()
+             if key.startswith(practice.key_prefix)}
+    relevant = [mapping.tab_hashes.get("entry_rules", ""), str(mapping.settings.close_after_days),
+                *sorted(f"{key}={role}" for key, role in roles.items())]
+    return DealRules(deal_roles=roles, entry_rules=mapping.entry_rules, settings=mapping.deal_settings,
+                     mapping_hash=hashlib.sha256("\n".join(relevant).encode()).hexdigest())
+
+
+def _deal_rules(context: AssetExecutionContext, practice: PracticeConfig) -> DealRules:
+    resource: MappingResource = context.resources.mapping
+    return deal_rules_for(resource.load(), practice)
+
+
+def _practice_assets(practice: PracticeConfig) -> list:
+    staging_keys = [staging_asset_key(practice, name) for name in STAGING]
+    return [
+        *build_practice_raw_assets(practice),
+        *build_practice_staging_assets(practice, extra_deps=[MAPPING_ASSET_KEY]),
+        *build_practice_deal_assets(practice, _deal_rules, upstream=[*staging_keys, MAPPING_ASSET_KEY]),
     ]
+
+
+def _practice_jobs(practice: PracticeConfig) -> list:
+    pid = practice.practice_id
+    raw = [raw_asset_key(practice, n) for n in RAW_PARTITIONED]
+    downstream = [*(staging_asset_key(practice, n) for n in STAGING),
+                  deals_asset_key(practice), deals_asset_key(practice, "contact_rollups")]
+    return [
+        define_asset_job(extraction_job_name(practice), selection=AssetSelection.assets(*raw),
+                         description=f"Extract {practice.name} from Ivoris for a date window.",
+                         tags={"practice": pid}),
+        define_asset_job(pipeline_job_name(practice), selection=AssetSelection.assets(*raw, *downstream),
+                         description=f"{practice.name}: Ivoris → warehouse → deals for a date window "
+                                     "(launch with a partition range; one run covers it).",
+                         tags={"practice": pid}),
+    ]
+
+
+def build_definitions(mapping_path: Path | None = None,
+                      windows: SyncWindows | None = None) -> Definitions:
+    mapping = mapping_resource(mapping_path)
+    practices: Sequence[PracticeConfig] = mapping.load().active_practices
+    windows = windows or SyncWindows()
+    assets = [mapping_config, *(a for practice in practices for a in _practice_assets(practice))]
+    jobs = [job for practice in practices for job in _practice_jobs(practice)]
     jobs.append(define_asset_job(
         "refresh_reference_data",
         selection=AssetSelection.groups(*(practice_group(p) for p in practices))
-        - AssetSelection.assets(*(raw_asset_key(p, n) for p in practices for n in RAW_PARTITIONED)),
-        description="Practices, chairs and appointment types of every active practice.",
+        - AssetSelection.assets(*(raw_asset_key(p, n) for p in practices for n in RAW_PARTITIONED))
+        | AssetSelection.assets(MAPPING_ASSET_KEY),
+        description="Mapping config, and practices, chairs and appointment types of every active practice.",
     ))
+    schedules = [s for p in practices for s in build_practice_schedules(p, pipeline_job_name(p), windows)]
     resources = {
         "warehouse": warehouse_resource(),
+        "mapping": mapping,
         **{p.resource_key: ivoris_resource(p) for p in practices},
     }
-    return Definitions(assets=assets, jobs=jobs, resources=resources)
+    return Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)
 
 
 defs = build_definitions()

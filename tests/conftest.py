@@ -17,7 +17,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from biss_pipeline.config.practices import load_mapping_tabs
 from biss_pipeline.resources.warehouse import dispose_engine
+from biss_pipeline.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from biss_emulators.ivoris import IvorisEmulator
@@ -81,7 +83,7 @@ def ivoris() -> Iterator[IvorisEmulator]:
 
 
 def write_mapping_for(emulator: IvorisEmulator, path: Path, history_start: str = "2026-01-01") -> Path:
-    """A mapping file whose practices point at the emulator's sites (the tests' config)."""
+    """The shipped mapping with its practices pointed at the emulator's sites (the tests' config)."""
     practices = [
         {"id": site.site_id, "name": site.name, "key_prefix": site.key_prefix,
          "ivoris_base_url": emulator.site_url(site.site_id),
@@ -89,7 +91,9 @@ def write_mapping_for(emulator: IvorisEmulator, path: Path, history_start: str =
          "history_start": history_start, "active": True}
         for site in emulator.sites
     ]
-    path.write_text(yaml.safe_dump({"practices": practices}, allow_unicode=True), encoding="utf-8")
+    tabs = load_mapping_tabs(PROJECT_ROOT / "config" / "mapping.yaml")
+    tabs["practices"] = practices
+    path.write_text(yaml.safe_dump(tabs, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
 

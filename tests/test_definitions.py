@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import yaml
 from dagster import AssetKey, BackfillPolicy, Definitions
 
+from biss_pipeline.config.practices import load_mapping_tabs
 from biss_pipeline.definitions import build_definitions, defs
+from biss_pipeline.settings import PROJECT_ROOT
 
 
 def test_the_code_location_loads() -> None:
@@ -23,13 +26,10 @@ def test_every_practice_gets_its_own_single_run_raw_assets_in_its_own_pool() -> 
 
 
 def test_an_inactive_practice_has_no_assets(tmp_path) -> None:
+    tabs = load_mapping_tabs(PROJECT_ROOT / "config" / "mapping.yaml")
+    tabs["practices"][1]["active"] = False
     mapping = tmp_path / "mapping.yaml"
-    mapping.write_text(
-        "practices:\n"
-        "  - {id: mb, name: A, key_prefix: MB_, ivoris_base_url: 'http://127.0.0.1:1/sites/mb',"
-        " api_key_env: K_MB, active: true}\n"
-        "  - {id: xy, name: B, key_prefix: XY_, ivoris_base_url: 'http://127.0.0.1:1/sites/xy',"
-        " api_key_env: K_XY, active: false}\n", encoding="utf-8")
+    mapping.write_text(yaml.safe_dump(tabs, allow_unicode=True), encoding="utf-8")
     keys = {k.to_user_string() for k in build_definitions(mapping).resolve_asset_graph().get_all_asset_keys()}
-    assert "mb/raw_appointments" in keys
-    assert not any(k.startswith("xy/") for k in keys)
+    assert "mb/raw_appointments" in keys and "le/deals" in keys
+    assert not any(k.startswith("rb/") for k in keys)
