@@ -1,0 +1,34 @@
+"""Fixtures for the HubSpot sync tests: the project's HubSpot emulator (one server per module, reset
+before every test by `emu`), an SQLite warehouse, and a fast-retrying client pointed at the emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from biss_emulators.hubspot import HubSpotEmulator
+from biss_pipeline.resources.hubspot import HubSpotClient, RetrySettings
+from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
+from tests.emulators.conftest_hubspot import TOKEN, emu, hubspot_server
+
+__all__ = ["TOKEN", "emu", "hubspot_server"]
+
+# Short backoffs keep fault tests quick; the retry logic is the same as with the defaults.
+FAST_RETRY = RetrySettings(max_retries=8, backoff_base_s=0.01, backoff_max_s=0.2, locked_wait_s=2.0)
+
+
+def make_client(emulator: HubSpotEmulator, **kwargs: object) -> HubSpotClient:
+    options: dict[str, object] = {"retry": FAST_RETRY, "seed": 7}
+    options.update(kwargs)
+    return HubSpotClient(TOKEN, emulator.base_url, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(emu: HubSpotEmulator) -> HubSpotClient:
+    return make_client(emu)
+
+
+@pytest.fixture
+def warehouse(sqlite_url: str) -> Iterator[Warehouse]:
+    yield WarehouseResource(url=sqlite_url).get()
