@@ -287,3 +287,54 @@ hubspot_ledger = sa.Table(
     sa.Column("synced_at", sa.DateTime(timezone=True)),
     sa.PrimaryKeyConstraint("object_type", "record_key"),
 )
+
+# -- KPIs (SPEC §6): aggregates per practice and period, no patient keys; definitions in
+# `biss_pipeline/kpi.py`. The KPI asset replaces every row in one transaction. ----------------------
+
+
+def _kpi_period_columns() -> list[sa.Column]:
+    return [
+        sa.Column("practice_id", sa.String(16), nullable=False),
+        sa.Column("grain", sa.String(8), nullable=False),  # day | week (ISO, Monday) | month
+        sa.Column("period_start", sa.Date, nullable=False),
+        sa.Column("period_end", sa.Date, nullable=False),  # inclusive
+    ]
+
+
+kpi_appointments = sa.Table(
+    "kpi_appointments", metadata,
+    *_kpi_period_columns(),
+    sa.Column("scheduled", sa.Integer, nullable=False),
+    sa.Column("booked", sa.Integer, nullable=False),
+    sa.Column("completed", sa.Integer, nullable=False),
+    sa.Column("cancelled", sa.Integer, nullable=False),
+    sa.Column("no_show", sa.Integer, nullable=False),
+    sa.Column("clarified", sa.Integer, nullable=False),
+    sa.Column("pending", sa.Integer, nullable=False),
+    sa.Column("no_show_rate", sa.Float),  # NULL when nothing was completed or missed
+    sa.PrimaryKeyConstraint("practice_id", "grain", "period_start"),
+)
+
+kpi_deals = sa.Table(
+    "kpi_deals", metadata,
+    *_kpi_period_columns(),
+    sa.Column("deals_opened", sa.Integer, nullable=False),
+    sa.Column("deals_won", sa.Integer, nullable=False),
+    sa.Column("deals_lost", sa.Integer, nullable=False),
+    sa.Column("cohort_erstberatung", sa.Integer, nullable=False),
+    sa.Column("cohort_behandlung", sa.Integer, nullable=False),
+    sa.Column("conversion_rate", sa.Float),
+    sa.Column("treatments_started", sa.Integer, nullable=False),
+    sa.Column("treatments_completed", sa.Integer, nullable=False),
+    sa.Column("treatment_completion_rate", sa.Float),
+    sa.PrimaryKeyConstraint("practice_id", "grain", "period_start"),
+)
+
+kpi_revenue = sa.Table(
+    "kpi_revenue", metadata,
+    *_kpi_period_columns(),
+    sa.Column("treatment_category", sa.String(32), nullable=False),
+    sa.Column("entries", sa.Integer, nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("practice_id", "grain", "period_start", "treatment_category"),
+)
