@@ -15,18 +15,26 @@ from pathlib import Path
 from dagster import AssetExecutionContext, AssetSelection, Definitions, EnvVar, define_asset_job
 
 from biss_pipeline.assets.deals import DealRules, build_practice_deal_assets, deals_asset_key
+from biss_pipeline.assets.hubspot import PORTAL_SETUP_KEY, build_hubspot_assets, sync_asset_key
 from biss_pipeline.assets.ivoris_raw import build_practice_raw_assets, practice_group, raw_asset_key
+from biss_pipeline.assets.kpi import build_kpi_assets, kpi_asset_key
 from biss_pipeline.assets.mapping import MAPPING_ASSET_KEY, mapping_config
 from biss_pipeline.assets.staging import build_practice_staging_assets, staging_asset_key
 from biss_pipeline.config.mapping import MappingConfig
 from biss_pipeline.config.practices import PracticeConfig
+from biss_pipeline.logic.deals import Stage
+from biss_pipeline.logic.entry_rules import TREATMENT_CATEGORIES
+from biss_pipeline.resources.hubspot import HubSpotResource
 from biss_pipeline.resources.ivoris import IvorisResource
 from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.resources.warehouse import WarehouseResource
 from biss_pipeline.sensors.schedules import SyncWindows, build_practice_schedules
+from biss_pipeline.sync.model import PipelineSpec, StageSpec, SyncMapping
 
 RAW_PARTITIONED = ("raw_appointments", "raw_patients", "raw_document_entries")
 STAGING = ("stg_patients", "stg_appointments", "stg_document_entries")
+KPI_TABLES = ("appointments", "deals", "revenue", "report")
+STAGE_OUTCOMES = {Stage.ABGESCHLOSSEN: "won", Stage.VERLOREN: "lost"}
 
 
 def warehouse_resource() -> WarehouseResource:
@@ -39,6 +47,29 @@ def mapping_resource(mapping_path: Path | None = None) -> MappingResource:
     if os.environ.get("BISS_MAPPING_SOURCE", "local") == "gsheet":
         return MappingResource(source="gsheet", sheet_id=os.environ.get("BISS_GSHEET_ID"))
     return MappingResource(path=str(mapping_path) if mapping_path else None)
+
+
+def hubspot_resource() -> HubSpotResource:
+    """Token from HUBSPOT_ACCESS_TOKEN; BISS_HUBSPOT_HOST points the SDK elsewhere (the emulator)."""
+    overrides = {"host": os.environ["BISS_HUBSPOT_HOST"]} if os.environ.get("BISS_HUBSPOT_HOST") else {}
+    return HubSpotResource.from_env(tier=os.environ.get("BISS_HUBSPOT_TIER", "professional"), **overrides)
+
+
+def sync_mapping_for(mapping: MappingConfig) -> SyncMapping:
+    """What the HubSpot sync takes from the mapping: pipeline and stages, the contact-field
+    allowlist (SPEC §7), revenue buckets and appointment labels."""
+    stages = tuple(
+        StageSpec(row.stage.value, row.stage_label, float(row.probability),
+                  STAGE_OUTCOMES.get(row.stage, "open"), row.stage_id)
+        for row in mapping.stages)
+    return SyncMapping(
+        pipeline=PipelineSpec(mapping.pipeline_label, stages, mapping.pipeline_id),
+        allowed_contact_fields=mapping.settings.hubspot_contact_fields,
+        revenue_buckets=sorted({rule.revenue_bucket for rule in mapping.entry_rules if rule.billable}),
+        treatment_categories=TREATMENT_CATEGORIES,
+        appointment_type_labels={t.type_key: t.hubspot_label for t in mapping.appointment_types
+                                 if t.hubspot_label},
+    )
 
 
 def ivoris_resource(practice: PracticeConfig) -> IvorisResource:
@@ -83,14 +114,15 @@ def _practice_jobs(practice: PracticeConfig) -> list:
     pid = practice.practice_id
     raw = [raw_asset_key(practice, n) for n in RAW_PARTITIONED]
     downstream = [*(staging_asset_key(practice, n) for n in STAGING),
-                  deals_asset_key(practice), deals_asset_key(practice, "contact_rollups")]
+                  deals_asset_key(practice), deals_asset_key(practice, "contact_rollups"),
+                  PORTAL_SETUP_KEY, sync_asset_key(pid), *(kpi_asset_key(n) for n in KPI_TABLES)]
     return [
         define_asset_job(extraction_job_name(practice), selection=AssetSelection.assets(*raw),
                          description=f"Extract {practice.name} from Ivoris for a date window.",
                          tags={"practice": pid}),
         define_asset_job(pipeline_job_name(practice), selection=AssetSelection.assets(*raw, *downstream),
-                         description=f"{practice.name}: Ivoris → warehouse → deals for a date window "
-                                     "(launch with a partition range; one run covers it).",
+                         description=f"{practice.name}: Ivoris → warehouse → deals → HubSpot, and the "
+                                     "KPIs, for a date window (a partition range; one run covers it).",
                          tags={"practice": pid}),
     ]
 
@@ -100,7 +132,14 @@ def build_definitions(mapping_path: Path | None = None,
     mapping = mapping_resource(mapping_path)
     practices: Sequence[PracticeConfig] = mapping.load().active_practices
     windows = windows or SyncWindows()
-    assets = [mapping_config, *(a for practice in practices for a in _practice_assets(practice))]
+    deal_keys = {p.practice_id: [deals_asset_key(p), deals_asset_key(p, "contact_rollups")]
+                 for p in practices}
+    assets = [
+        mapping_config,
+        *(a for practice in practices for a in _practice_assets(practice)),
+        *build_hubspot_assets(practices, deal_keys, mapping=lambda: sync_mapping_for(mapping.load())),
+        *build_kpi_assets([key for keys in deal_keys.values() for key in keys]),
+    ]
     jobs = [job for practice in practices for job in _practice_jobs(practice)]
     jobs.append(define_asset_job(
         "refresh_reference_data",
@@ -113,6 +152,7 @@ def build_definitions(mapping_path: Path | None = None,
     resources = {
         "warehouse": warehouse_resource(),
         "mapping": mapping,
+        "hubspot": hubspot_resource(),
         **{p.resource_key: ivoris_resource(p) for p in practices},
     }
     return Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)
