@@ -20,6 +20,7 @@ from biss_pipeline.assets.ivoris_raw import build_practice_raw_assets, practice_
 from biss_pipeline.assets.kpi import build_kpi_assets, kpi_asset_key
 from biss_pipeline.assets.mapping import MAPPING_ASSET_KEY, mapping_config
 from biss_pipeline.assets.staging import build_practice_staging_assets, staging_asset_key
+from biss_pipeline.checks.document_entries import build_document_entry_checks
 from biss_pipeline.config.mapping import MappingConfig
 from biss_pipeline.config.practices import PracticeConfig
 from biss_pipeline.logic.deals import Stage
@@ -31,7 +32,8 @@ from biss_pipeline.resources.warehouse import WarehouseResource
 from biss_pipeline.sensors.schedules import SyncWindows, build_practice_schedules
 from biss_pipeline.sync.model import PipelineSpec, StageSpec, SyncMapping
 
-RAW_PARTITIONED = ("raw_appointments", "raw_patients", "raw_document_entries")
+RAW_PARTITIONED = ("raw_appointments", "raw_patients", "raw_document_entries",
+                   "raw_repaired_document_entries")
 STAGING = ("stg_patients", "stg_appointments", "stg_document_entries")
 KPI_TABLES = ("appointments", "deals", "revenue", "report")
 STAGE_OUTCOMES = {Stage.ABGESCHLOSSEN: "won", Stage.VERLOREN: "lost"}
@@ -155,7 +157,9 @@ def build_definitions(mapping_path: Path | None = None,
         "hubspot": hubspot_resource(),
         **{p.resource_key: ivoris_resource(p) for p in practices},
     }
-    return Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)
+    checks = [check for p in practices for check in build_document_entry_checks(p)]
+    return Definitions(assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules,
+                       resources=resources)
 
 
 defs = build_definitions()

@@ -17,6 +17,7 @@ import json
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ from biss_pipeline.config.practices import PracticeConfig
 from biss_pipeline.extract import (
     ExtractedRows,
     appointment_rows,
+    day_of,
     document_entry_rows,
     modification_day,
     patient_rows,
@@ -278,7 +280,31 @@ def build_practice_raw_assets(practice: PracticeConfig) -> list[Any]:
 
         return extract_window(context, schema.raw_document_entries, "document_entry", start)
 
-    return [reference, raw_appointments, raw_patients, raw_document_entries]
+    @asset(key=raw_asset_key(practice, "raw_repaired_document_entries"),
+           deps=[raw_asset_key(practice, "raw_appointments"),
+                 raw_asset_key(practice, "raw_document_entries")],
+           description=f"{practice.name}: billing lines the date-filtered route missed, re-fetched "
+                       "through the per-patient route for every patient with a completed appointment.",
+           **partitioned)
+    def raw_repaired_document_entries(context: AssetExecutionContext) -> MaterializeResult:
+        def start(client: IvorisClient, warehouse: Warehouse, _f: dt.date, _t: dt.date) -> ChunkExtractor:
+            seen: dict[str, list[dict[str, Any]]] = {}
+
+            def extract_chunk(first: dt.date, last: dt.date) -> ExtractedRows:
+                patients, known = entry_repair_inputs(warehouse, pid, first, last)
+                fetch = [p for p in patients if p not in seen]
+                with ThreadPoolExecutor(max_workers=client.max_concurrency) as pool:
+                    seen.update(zip(fetch, pool.map(client.patient_document_entries, fetch), strict=True))
+                missing = [entry for p in patients for entry in seen[p]
+                           if f"{prefix}{entry.get('id')}" not in known
+                           and (day := day_of(entry.get("date"))) is not None and first <= day <= last]
+                return document_entry_rows(pid, prefix, missing, first, last)
+
+            return extract_chunk
+
+        return extract_window(context, schema.raw_repaired_document_entries, "document_entry_repair", start)
+
+    return [reference, raw_appointments, raw_patients, raw_document_entries, raw_repaired_document_entries]
 
 
 def _patient_reasons(warehouse: Warehouse, practice_id: str, date_from: dt.date, date_to: dt.date,
@@ -300,6 +326,22 @@ def _patient_reasons(warehouse: Warehouse, practice_id: str, date_from: dt.date,
             # a referenced patient is needed whatever else happened that day
             reasons.setdefault(patient_id, {})[row["partition_date"]] = "referenced"
     return reasons
+
+
+def entry_repair_inputs(warehouse: Warehouse, practice_id: str, date_from: dt.date,
+                        date_to: dt.date) -> tuple[list[str], set[str]]:
+    """Patients with a completed appointment in the window (sorted), and the entry keys the
+    date-filtered route already delivered for it."""
+    appointments, entries = schema.raw_appointments, schema.raw_document_entries
+    completed = warehouse.read_rows(sa.select(appointments.c.patient_id).distinct().where(
+        appointments.c.practice_id == practice_id, appointments.c.status == "completed",
+        appointments.c.partition_date >= date_from, appointments.c.partition_date <= date_to))
+    known = warehouse.read_rows(sa.select(entries.c.entry_key).where(
+        entries.c.practice_id == practice_id,
+        entries.c.partition_date >= date_from, entries.c.partition_date <= date_to))
+    patients = sorted({p for row in completed if (p := usable_id(row["patient_id"])) is not None},
+                      key=lambda p: (len(p), p))
+    return patients, {row["entry_key"] for row in known}
 
 
 def raw_asset_keys(practices: Sequence[PracticeConfig]) -> list[AssetKey]:

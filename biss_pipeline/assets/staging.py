@@ -50,8 +50,10 @@ def _write(warehouse: Warehouse, practice_id: str, date_from: dt.date, date_to: 
     with warehouse.transaction() as connection:
         for entity, (table, result) in staged.items():
             warehouse.replace_partitions(table, practice_id, date_from, date_to, result.rows, connection)
+            # the same rejected key can arrive through both entry routes: one quarantine row
+            unique = list({tuple(sorted(q.items())): q for q in result.quarantined}.values())
             warehouse.replace_partitions(
-                quarantine, practice_id, date_from, date_to, result.quarantined, connection,
+                quarantine, practice_id, date_from, date_to, unique, connection,
                 extra_filter=sa.and_(quarantine.c.entity == entity, quarantine.c.stage == "staging"))
 
 
@@ -72,7 +74,8 @@ def build_practice_staging_assets(practice: PracticeConfig, extra_deps: list[Ass
                   deps=[raw_asset_key(practice, "raw_appointments"), *(extra_deps or [])],
                   description=f"{practice.name}: appointments, typed and validated."),
         AssetSpec(staging_asset_key(practice, "stg_document_entries"), group_name=group,
-                  deps=[raw_asset_key(practice, "raw_document_entries"), *(extra_deps or [])],
+                  deps=[raw_asset_key(practice, "raw_document_entries"),
+                        raw_asset_key(practice, "raw_repaired_document_entries"), *(extra_deps or [])],
                   description=f"{practice.name}: billing lines with exact amounts in cents."),
     ]
 
@@ -101,8 +104,11 @@ def build_practice_staging_assets(practice: PracticeConfig, extra_deps: list[Ass
                 "patient": (schema.stg_patients, stage_patients(raw_patients, as_of=date_to)),
                 "appointment": (schema.stg_appointments, stage_appointments(
                     raw_appointments, prefix, {row["patient_key"] for row in raw_patients}, known_types)),
+                # both routes: what the date filter returned and what the repair re-fetched
                 "document_entry": (schema.stg_document_entries, stage_document_entries(
-                    _raw(warehouse, schema.raw_document_entries, pid, chunk_from, chunk_to), prefix)),
+                    _raw(warehouse, schema.raw_document_entries, pid, chunk_from, chunk_to)
+                    + _raw(warehouse, schema.raw_repaired_document_entries, pid, chunk_from, chunk_to),
+                    prefix)),
             }
             _write(warehouse, pid, chunk_from, chunk_to, staged)
             for entity, (_, result) in staged.items():

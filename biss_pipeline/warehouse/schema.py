@@ -81,20 +81,36 @@ raw_patients = sa.Table(
     sa.PrimaryKeyConstraint("practice_id", "partition_date", "patient_key"),
 )
 
+def _document_entry_columns() -> list[sa.Column]:
+    return [
+        sa.Column("entry_key", sa.String(64), nullable=False),
+        sa.Column("ivoris_id", sa.Text, nullable=False),
+        sa.Column("patient_id", sa.Text),
+        sa.Column("appointment_id", sa.Text),
+        sa.Column("entry_date", sa.Text),
+        sa.Column("entry_type", sa.Text),
+        sa.Column("code", sa.Text),
+        sa.Column("description", sa.Text),
+        # the amount as Ivoris wrote it (e.g. "480.00"): exact, parsed to cents in staging
+        sa.Column("amount", sa.Text),
+        sa.Column("modified_at", sa.Text),
+    ]
+
+
 raw_document_entries = sa.Table(
     "raw_document_entries", metadata,
     *_partition_columns(),
-    sa.Column("entry_key", sa.String(64), nullable=False),
-    sa.Column("ivoris_id", sa.Text, nullable=False),
-    sa.Column("patient_id", sa.Text),
-    sa.Column("appointment_id", sa.Text),
-    sa.Column("entry_date", sa.Text),
-    sa.Column("entry_type", sa.Text),
-    sa.Column("code", sa.Text),
-    sa.Column("description", sa.Text),
-    # the amount as Ivoris wrote it (e.g. "480.00"): exact, parsed to cents in staging
-    sa.Column("amount", sa.Text),
-    sa.Column("modified_at", sa.Text),
+    *_document_entry_columns(),
+    sa.PrimaryKeyConstraint("practice_id", "partition_date", "entry_key"),
+)
+
+# Entries the per-patient route returned but the date-filtered route did not (Ivoris' server-side
+# filtering gaps), re-fetched by the repair asset. A table of its own, so re-extracting a day
+# through the date route never deletes what the second route found.
+raw_repaired_document_entries = sa.Table(
+    "raw_repaired_document_entries", metadata,
+    *_partition_columns(),
+    *_document_entry_columns(),
     sa.PrimaryKeyConstraint("practice_id", "partition_date", "entry_key"),
 )
 
