@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import sqlalchemy as sa
@@ -286,10 +287,16 @@ def test_random_lost_responses_and_gateway_errors_end_in_the_fault_free_state(
 
     report = sync_practice(make_client(emu), warehouse, "mb", batch_size=10)
 
+    faults = Counter(r.fault for r in emu.request_log if r.fault)
+    print(f"\nfault run: {len(emu.request_log)} requests, faults {dict(faults)}, "
+          f"client retries {report.calls['retries']}, row errors {report.errors}")
     assert report.errors == 0
     assert report.calls["server_errors_5xx"] > 0 and report.calls["retries"] > 0
     emu.faults.clear()
-    assert portal_state(emu) == reference
+    state = portal_state(emu)
+    assert state == reference
+    print(f"final state equals the fault-free run: {state == reference}; objects "
+          f"{ {t: len(emu.objects(t)) for t in ('contacts', 'deals', '0-421')} }")
 
 
 def test_rate_limit_pressure_ends_in_the_same_state(
@@ -306,6 +313,9 @@ def test_rate_limit_pressure_ends_in_the_same_state(
 
     report = sync_practice(client, warehouse, "mb", batch_size=10)
 
+    print(f"\n429 pressure: {report.calls['rate_limited_429']} answers 429, "
+          f"retries {report.calls['retries']}, "
+          f"row errors {report.errors}")
     assert report.errors == 0
     assert report.calls["rate_limited_429"] >= 1
     assert client.limiter.capacity == 7  # adopted from X-HubSpot-RateLimit-Max (8), below it
