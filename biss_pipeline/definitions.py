@@ -21,8 +21,11 @@ from biss_pipeline.assets.kpi import build_kpi_assets, kpi_asset_key
 from biss_pipeline.assets.mapping import MAPPING_ASSET_KEY, mapping_config
 from biss_pipeline.assets.staging import build_practice_staging_assets, staging_asset_key
 from biss_pipeline.checks.document_entries import build_document_entry_checks
+from biss_pipeline.checks.hubspot import build_hubspot_checks
+from biss_pipeline.checks.quarantine import build_quarantine_checks
 from biss_pipeline.config.mapping import MappingConfig
 from biss_pipeline.config.practices import PracticeConfig
+from biss_pipeline.jobs.remediation import build_remediation_job
 from biss_pipeline.logic.deals import Stage
 from biss_pipeline.logic.entry_rules import TREATMENT_CATEGORIES
 from biss_pipeline.resources.hubspot import HubSpotResource
@@ -136,10 +139,15 @@ def build_definitions(mapping_path: Path | None = None,
     windows = windows or SyncWindows()
     deal_keys = {p.practice_id: [deals_asset_key(p), deals_asset_key(p, "contact_rollups")]
                  for p in practices}
+    practice_ids = [p.practice_id for p in practices]
+
+    def sync_mapping() -> SyncMapping:
+        return sync_mapping_for(mapping.load())  # read at run time: a sheet edit applies without reload
+
     assets = [
         mapping_config,
         *(a for practice in practices for a in _practice_assets(practice)),
-        *build_hubspot_assets(practices, deal_keys, mapping=lambda: sync_mapping_for(mapping.load())),
+        *build_hubspot_assets(practices, deal_keys, mapping=sync_mapping),
         *build_kpi_assets([key for keys in deal_keys.values() for key in keys]),
     ]
     jobs = [job for practice in practices for job in _practice_jobs(practice)]
@@ -157,7 +165,12 @@ def build_definitions(mapping_path: Path | None = None,
         "hubspot": hubspot_resource(),
         **{p.resource_key: ivoris_resource(p) for p in practices},
     }
-    checks = [check for p in practices for check in build_document_entry_checks(p)]
+    jobs.append(build_remediation_job(practice_ids, mapping=sync_mapping))
+    checks = [
+        *(check for p in practices for check in build_document_entry_checks(p)),
+        *build_hubspot_checks(practice_ids, mapping=sync_mapping),
+        *build_quarantine_checks(practice_ids),
+    ]
     return Definitions(assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules,
                        resources=resources)
 

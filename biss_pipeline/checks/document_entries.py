@@ -14,7 +14,6 @@ Ivoris' date-filtered query skips some billing lines that the per-patient route 
 Only keys and counts go into the metadata, never entry content.
 """
 
-
 import datetime as dt
 import hashlib
 from collections.abc import Iterable
@@ -49,8 +48,12 @@ class EntryComparison:
     missing_keys: list[str]
 
     def metadata(self) -> dict[str, Any]:
-        return {"window": f"{self.window[0]} .. {self.window[1]}", "patients_sampled": self.patients_sampled,
-                "missing_entries": len(self.missing_keys), "missing_entry_keys": self.missing_keys[:50]}
+        return {
+            "window": f"{self.window[0]} .. {self.window[1]}",
+            "patients_sampled": self.patients_sampled,
+            "missing_entries": len(self.missing_keys),
+            "missing_entry_keys": self.missing_keys[:50],
+        }
 
 
 def stable_sample(patient_ids: Iterable[str], size: int) -> list[str]:
@@ -61,31 +64,53 @@ def stable_sample(patient_ids: Iterable[str], size: int) -> list[str]:
 def recent_window(warehouse: Warehouse, practice_id: str, days: int) -> tuple[dt.date, dt.date] | None:
     """The last `days` days with completed appointments extracted for the practice."""
     table = schema.raw_appointments
-    latest = warehouse.read_rows(sa.select(sa.func.max(table.c.partition_date).label("last")).where(
-        table.c.practice_id == practice_id, table.c.status == "completed"))
+    latest = warehouse.read_rows(
+        sa.select(sa.func.max(table.c.partition_date).label("last")).where(
+            table.c.practice_id == practice_id, table.c.status == "completed"
+        )
+    )
     last = latest[0]["last"] if latest else None
     if last is None:
         return None
     return last - dt.timedelta(days=days - 1), last
 
 
-def compare_routes(client: IvorisClient, warehouse: Warehouse, practice: PracticeConfig,
-                   tables: Iterable[sa.Table], window: tuple[dt.date, dt.date],
-                   sample_size: int = SAMPLE_SIZE) -> EntryComparison:
+def compare_routes(
+    client: IvorisClient,
+    warehouse: Warehouse,
+    practice: PracticeConfig,
+    tables: Iterable[sa.Table],
+    window: tuple[dt.date, dt.date],
+    sample_size: int = SAMPLE_SIZE,
+) -> EntryComparison:
     first, last = window
     patients, _ = entry_repair_inputs(warehouse, practice.practice_id, first, last)
     sample = stable_sample(patients, sample_size)
     have: set[str] = set()
     for table in tables:
-        have |= {row["entry_key"] for row in warehouse.read_rows(sa.select(table.c.entry_key).where(
-            table.c.practice_id == practice.practice_id,
-            table.c.partition_date >= first, table.c.partition_date <= last))}
+        have |= {
+            row["entry_key"]
+            for row in warehouse.read_rows(
+                sa.select(table.c.entry_key).where(
+                    table.c.practice_id == practice.practice_id,
+                    table.c.partition_date >= first,
+                    table.c.partition_date <= last,
+                )
+            )
+        }
     # only days that were extracted: a day never extracted is not a gap of the date route
-    extracted = {row["partition_date"] for row in warehouse.read_rows(
-        sa.select(schema.raw_appointments.c.partition_date).distinct().where(
-            schema.raw_appointments.c.practice_id == practice.practice_id,
-            schema.raw_appointments.c.partition_date >= first,
-            schema.raw_appointments.c.partition_date <= last))}
+    extracted = {
+        row["partition_date"]
+        for row in warehouse.read_rows(
+            sa.select(schema.raw_appointments.c.partition_date)
+            .distinct()
+            .where(
+                schema.raw_appointments.c.practice_id == practice.practice_id,
+                schema.raw_appointments.c.partition_date >= first,
+                schema.raw_appointments.c.partition_date <= last,
+            )
+        )
+    }
     missing = []
     for patient in sample:
         for entry in client.patient_document_entries(patient):
@@ -96,20 +121,33 @@ def compare_routes(client: IvorisClient, warehouse: Warehouse, practice: Practic
     return EntryComparison(window, len(sample), sorted(missing))
 
 
-def completed_without_entries(warehouse: Warehouse, practice_id: str, first: dt.date,
-                              last: dt.date) -> list[str]:
+def completed_without_entries(
+    warehouse: Warehouse, practice_id: str, first: dt.date, last: dt.date
+) -> list[str]:
     """Completed appointments in the window with no billing line through either route."""
-    appointments = warehouse.read_rows(sa.select(
-        schema.raw_appointments.c.appointment_key, schema.raw_appointments.c.ivoris_id).where(
-        schema.raw_appointments.c.practice_id == practice_id,
-        schema.raw_appointments.c.status == "completed",
-        schema.raw_appointments.c.partition_date >= first, schema.raw_appointments.c.partition_date <= last))
+    appointments = warehouse.read_rows(
+        sa.select(schema.raw_appointments.c.appointment_key, schema.raw_appointments.c.ivoris_id).where(
+            schema.raw_appointments.c.practice_id == practice_id,
+            schema.raw_appointments.c.status == "completed",
+            schema.raw_appointments.c.partition_date >= first,
+            schema.raw_appointments.c.partition_date <= last,
+        )
+    )
     billed: set[str] = set()
     for table in (schema.raw_document_entries, schema.raw_repaired_document_entries):
-        billed |= {str(row["appointment_id"]) for row in warehouse.read_rows(
-            sa.select(table.c.appointment_id).distinct().where(
-                table.c.practice_id == practice_id, table.c.appointment_id.is_not(None),
-                table.c.partition_date >= first, table.c.partition_date <= last))}
+        billed |= {
+            str(row["appointment_id"])
+            for row in warehouse.read_rows(
+                sa.select(table.c.appointment_id)
+                .distinct()
+                .where(
+                    table.c.practice_id == practice_id,
+                    table.c.appointment_id.is_not(None),
+                    table.c.partition_date >= first,
+                    table.c.partition_date <= last,
+                )
+            )
+        }
     return sorted(a["appointment_key"] for a in appointments if a["ivoris_id"] not in billed)
 
 
@@ -121,9 +159,12 @@ def build_document_entry_checks(practice: PracticeConfig) -> list[AssetChecksDef
         warehouse: WarehouseResource = context.resources.warehouse
         return getattr(context.resources, resource_key).client(), warehouse.get()
 
-    @asset_check(asset=raw_asset_key(practice, "raw_document_entries"), name="date_route_complete",
-                 required_resource_keys={resource_key, "warehouse"},
-                 description="Per-patient route vs. date-filtered route for a stable sample of patients.")
+    @asset_check(
+        asset=raw_asset_key(practice, "raw_document_entries"),
+        name="date_route_complete",
+        required_resource_keys={resource_key, "warehouse"},
+        description="Per-patient route vs. date-filtered route for a stable sample of patients.",
+    )
     def date_route_complete(context: AssetCheckExecutionContext) -> AssetCheckResult:
         client, warehouse = context_parts(context)
         window = recent_window(warehouse, pid, WINDOW_DAYS)
@@ -131,13 +172,19 @@ def build_document_entry_checks(practice: PracticeConfig) -> list[AssetChecksDef
             return AssetCheckResult(passed=True, metadata={"note": "no completed appointments extracted"})
         with client:
             comparison = compare_routes(client, warehouse, practice, [schema.raw_document_entries], window)
-        return AssetCheckResult(passed=not comparison.missing_keys, severity=AssetCheckSeverity.WARN,
-                                metadata=comparison.metadata())
+        return AssetCheckResult(
+            passed=not comparison.missing_keys,
+            severity=AssetCheckSeverity.WARN,
+            metadata=comparison.metadata(),
+        )
 
-    @asset_check(asset=raw_asset_key(practice, "raw_repaired_document_entries"),
-                 name="document_entries_complete", required_resource_keys={resource_key, "warehouse"},
-                 description="After the repair: nothing the per-patient route knows is missing, and "
-                             f"no completed appointment older than {GRACE_DAYS} days is unbilled.")
+    @asset_check(
+        asset=raw_asset_key(practice, "raw_repaired_document_entries"),
+        name="document_entries_complete",
+        required_resource_keys={resource_key, "warehouse"},
+        description="After the repair: nothing the per-patient route knows is missing, and "
+        f"no completed appointment older than {GRACE_DAYS} days is unbilled.",
+    )
     def document_entries_complete(context: AssetCheckExecutionContext) -> AssetCheckResult:
         client, warehouse = context_parts(context)
         window = recent_window(warehouse, pid, WINDOW_DAYS)
@@ -145,14 +192,23 @@ def build_document_entry_checks(practice: PracticeConfig) -> list[AssetChecksDef
             return AssetCheckResult(passed=True, metadata={"note": "no completed appointments extracted"})
         with client:
             comparison = compare_routes(
-                client, warehouse, practice,
-                [schema.raw_document_entries, schema.raw_repaired_document_entries], window)
-        unbilled = completed_without_entries(warehouse, pid, window[0],
-                                             window[1] - dt.timedelta(days=GRACE_DAYS))
+                client,
+                warehouse,
+                practice,
+                [schema.raw_document_entries, schema.raw_repaired_document_entries],
+                window,
+            )
+        unbilled = completed_without_entries(
+            warehouse, pid, window[0], window[1] - dt.timedelta(days=GRACE_DAYS)
+        )
         return AssetCheckResult(
             passed=not comparison.missing_keys and not unbilled,
             severity=AssetCheckSeverity.ERROR,
-            metadata={**comparison.metadata(), "completed_without_entries": len(unbilled),
-                      "completed_without_entries_keys": unbilled[:50]})
+            metadata={
+                **comparison.metadata(),
+                "completed_without_entries": len(unbilled),
+                "completed_without_entries_keys": unbilled[:50],
+            },
+        )
 
     return [date_route_complete, document_entries_complete]

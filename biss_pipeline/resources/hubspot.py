@@ -57,14 +57,18 @@ from hubspot.crm.associations.v4 import (
     AssociationSpec,
     BatchInputPublicAssociationMultiArchive,
     BatchInputPublicAssociationMultiPost,
+    BatchInputPublicFetchAssociationsBatchRequest,
     PublicAssociationMultiArchive,
     PublicAssociationMultiPost,
+    PublicFetchAssociationsBatchRequest,
     PublicObjectId,
 )
 from hubspot.crm.objects import (
+    BatchInputSimplePublicObjectBatchInput,
     BatchInputSimplePublicObjectBatchInputUpsert,
     BatchReadInputSimplePublicObjectId,
     PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
     SimplePublicObjectBatchInputUpsert,
     SimplePublicObjectId,
 )
@@ -85,6 +89,7 @@ from biss_pipeline.sync.api import (
     PropertyInfo,
     RowError,
     StageInfo,
+    UpdateOutcome,
     UpsertInput,
     UpsertOutcome,
     UpsertResult,
@@ -103,6 +108,7 @@ RATE_WINDOW_S = 10.0
 SEARCH_PER_SECOND = 5
 RETRYABLE_STATUSES = frozenset({502, 503, 504, 524})
 MAX_BATCH = 100
+ASSOCIATION_READ_BATCH = 1000  # v4 batch read takes up to 1,000 inputs
 _CATEGORY_STATUS = {
     "CONFLICT": 409,
     "VALIDATION_ERROR": 400,
@@ -493,6 +499,42 @@ class HubSpotClient:
             )
 
     # ------------------------------------------------------------------ properties
+
+    def read_associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, set[str]]:
+        """from id → associated to ids (v4 batch read). Objects without associations are absent
+        (HubSpot reports them as per-input 207 errors, which here simply mean "none")."""
+        ids = sorted(set(ids))
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(ids), ASSOCIATION_READ_BATCH):
+            body = BatchInputPublicFetchAssociationsBatchRequest(inputs=[
+                PublicFetchAssociationsBatchRequest(id=i) for i in ids[start:start + ASSOCIATION_READ_BATCH]])
+            data = self._call("associations.batch_read", self._associations.get_page_with_http_info,
+                              from_type, to_type, body, write=False)
+            for result in data.results or []:
+                targets = found.setdefault(str(result._from.id), set())
+                targets.update(str(target.to_object_id) for target in result.to or [])
+        return found
+
+    def batch_update(self, object_type: str,
+                     updates: Sequence[tuple[str, Mapping[str, str]]]) -> UpdateOutcome:
+        """Update objects by HubSpot id, at most 100 per call; a 207's errors are returned, not raised.
+        An update by id is idempotent, so repeating it after a lost response is harmless."""
+        updated: list[str] = []
+        errors: list[ErrorInfo] = []
+        failed: list[str] = []
+        for start in range(0, len(updates), MAX_BATCH):
+            body = BatchInputSimplePublicObjectBatchInput(inputs=[
+                SimplePublicObjectBatchInput(id=i, properties=dict(p))
+                for i, p in updates[start:start + MAX_BATCH]])
+            data = self._call("objects.batch_update", self._objects_batch.update_with_http_info,
+                              object_type, body, write=True)
+            updated.extend(str(r.id) for r in data.results or [])
+            for error in getattr(data, "errors", None) or []:
+                context = error.context or {}
+                errors.append(error_info(0, error.category, error.message, context,
+                                         getattr(error, "sub_category", None)))
+                failed.extend(str(i) for i in context.get("ids") or [])
+        return UpdateOutcome(tuple(updated), tuple(errors), tuple(failed))
 
     def list_property_groups(self, object_type: str) -> set[str]:
         data = self._call(

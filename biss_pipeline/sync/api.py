@@ -280,3 +280,12 @@ class HubSpotApi(Protocol):
     ) -> StageInfo: ...
 
     def update_stage(self, pipeline_id: str, stage_id: str, metadata: Mapping[str, str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """A batch update by HubSpot id: what HubSpot updated, and its per-input errors (207)."""
+
+    updated: tuple[str, ...]
+    errors: tuple[ErrorInfo, ...] = ()
+    failed_ids: tuple[str, ...] = ()
