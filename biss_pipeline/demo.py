@@ -70,13 +70,24 @@ def _start_hubspot(stack: ExitStack) -> Any:
     return emulator
 
 
-def _run(defs: Any, job_name: str, instance: Any, label: str, tags: dict[str, str] | None = None) -> bool:
+def _run(defs: Any, job_name: str, instance: Any, label: str, tags: dict[str, str] | None = None,
+         checks: list[Any] | None = None) -> bool:
     started = time.monotonic()
     result = defs.resolve_job_def(job_name).execute_in_process(
         instance=instance, tags=tags or {}, run_config=QUIET_RUN_CONFIG, raise_on_error=False)
     state = "ok" if result.success else "FAILED (see the run in the Dagster UI)"
     _say(f"  {label}: {state} in {time.monotonic() - started:.1f}s (run {result.run_id[:8]})")
+    if checks is not None:
+        checks.extend(result.get_asset_check_evaluations())
     return result.success
+
+
+def _check_table(evaluations: list[Any]) -> None:
+    rows = []
+    for evaluation in sorted(evaluations, key=lambda e: (e.asset_key.to_user_string(), e.check_name)):
+        verdict = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
+        rows.append([evaluation.asset_key.to_user_string(), evaluation.check_name, verdict])
+    _table("Asset checks", ["asset", "check", "result"], rows)
 
 
 def _table(title: str, header: list[str], rows: list[list[Any]]) -> None:
@@ -162,10 +173,13 @@ def run_demo() -> int:
         tags = {"dagster/asset_partition_range_start": DEMO_WINDOW[0].isoformat(),
                 "dagster/asset_partition_range_end": DEMO_WINDOW[1].isoformat()}
         log_start = len(hubspot.request_log)
+        evaluations: list[Any] = []
         for practice in practices:
-            if not _run(defs, pipeline_job_name(practice), instance, practice.practice_id, tags):
+            if not _run(defs, pipeline_job_name(practice), instance, practice.practice_id, tags, evaluations):
                 return 1
         _summary(practices, hubspot, hubspot_write_calls(hubspot, log_start))
+        _say("")
+        _check_table(evaluations)
         _say(f"done in {time.monotonic() - started:.1f}s; `make dev` opens the Dagster UI on these runs")
     return 0
 

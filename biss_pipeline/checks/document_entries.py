@@ -33,6 +33,7 @@ from biss_pipeline.assets.ivoris_raw import entry_repair_inputs, raw_asset_key
 from biss_pipeline.config.practices import PracticeConfig
 from biss_pipeline.extract import day_of
 from biss_pipeline.resources.ivoris import IvorisClient
+from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
 from biss_pipeline.warehouse import schema
 
@@ -122,11 +123,17 @@ def compare_routes(
 
 
 def completed_without_entries(
-    warehouse: Warehouse, practice_id: str, first: dt.date, last: dt.date
+    warehouse: Warehouse, practice: PracticeConfig, first: dt.date, last: dt.date, unbilled_types: set[str]
 ) -> list[str]:
-    """Completed appointments in the window with no billing line through either route."""
+    """Completed appointments in the window with no billing line through either route, leaving out
+    the types the mapping marks `ignore` (internal blockers are never billed)."""
+    practice_id = practice.practice_id
     appointments = warehouse.read_rows(
-        sa.select(schema.raw_appointments.c.appointment_key, schema.raw_appointments.c.ivoris_id).where(
+        sa.select(
+            schema.raw_appointments.c.appointment_key,
+            schema.raw_appointments.c.ivoris_id,
+            schema.raw_appointments.c.type_id,
+        ).where(
             schema.raw_appointments.c.practice_id == practice_id,
             schema.raw_appointments.c.status == "completed",
             schema.raw_appointments.c.partition_date >= first,
@@ -148,7 +155,8 @@ def completed_without_entries(
                 )
             )
         }
-    return sorted(a["appointment_key"] for a in appointments if a["ivoris_id"] not in billed)
+    return sorted(a["appointment_key"] for a in appointments if a["ivoris_id"] not in billed
+                  and f"{practice.key_prefix}{a['type_id']}" not in unbilled_types)
 
 
 def build_document_entry_checks(practice: PracticeConfig) -> list[AssetChecksDefinition]:
@@ -181,7 +189,7 @@ def build_document_entry_checks(practice: PracticeConfig) -> list[AssetChecksDef
     @asset_check(
         asset=raw_asset_key(practice, "raw_repaired_document_entries"),
         name="document_entries_complete",
-        required_resource_keys={resource_key, "warehouse"},
+        required_resource_keys={resource_key, "warehouse", "mapping"},
         description="After the repair: nothing the per-patient route knows is missing, and "
         f"no completed appointment older than {GRACE_DAYS} days is unbilled.",
     )
@@ -198,8 +206,10 @@ def build_document_entry_checks(practice: PracticeConfig) -> list[AssetChecksDef
                 [schema.raw_document_entries, schema.raw_repaired_document_entries],
                 window,
             )
+        mapping: MappingResource = context.resources.mapping
+        ignored = {key for key, role in mapping.load().deal_roles.items() if role == "ignore"}
         unbilled = completed_without_entries(
-            warehouse, pid, window[0], window[1] - dt.timedelta(days=GRACE_DAYS)
+            warehouse, practice, window[0], window[1] - dt.timedelta(days=GRACE_DAYS), ignored
         )
         return AssetCheckResult(
             passed=not comparison.missing_keys and not unbilled,
