@@ -19,6 +19,7 @@ from biss_pipeline.assets.hubspot import PORTAL_SETUP_KEY, build_hubspot_assets,
 from biss_pipeline.assets.ivoris_raw import build_practice_raw_assets, practice_group, raw_asset_key
 from biss_pipeline.assets.kpi import build_kpi_assets, kpi_asset_key
 from biss_pipeline.assets.mapping import MAPPING_ASSET_KEY, mapping_config
+from biss_pipeline.assets.migration_import import build_migration_import_assets
 from biss_pipeline.assets.staging import build_practice_staging_assets, staging_asset_key
 from biss_pipeline.checks.document_entries import build_document_entry_checks
 from biss_pipeline.checks.hubspot import build_hubspot_checks
@@ -149,6 +150,7 @@ def build_definitions(mapping_path: Path | None = None,
         *(a for practice in practices for a in _practice_assets(practice)),
         *build_hubspot_assets(practices, deal_keys, mapping=sync_mapping),
         *build_kpi_assets([key for keys in deal_keys.values() for key in keys]),
+        *build_migration_import_assets(practices),
     ]
     jobs = [job for practice in practices for job in _practice_jobs(practice)]
     jobs.append(define_asset_job(
