@@ -33,6 +33,9 @@ from biss_pipeline.resources.hubspot import HubSpotResource
 from biss_pipeline.resources.ivoris import IvorisResource
 from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.resources.warehouse import WarehouseResource
+from biss_pipeline.sensors.alerts import run_failure_alert_sensor
+from biss_pipeline.sensors.catch_up import build_catch_up_sensors
+from biss_pipeline.sensors.config_change import build_config_change_sensor
 from biss_pipeline.sensors.schedules import SyncWindows, build_practice_schedules
 from biss_pipeline.sync.model import PipelineSpec, StageSpec, SyncMapping
 
@@ -173,7 +176,12 @@ def build_definitions(mapping_path: Path | None = None,
         *build_hubspot_checks(practice_ids, mapping=sync_mapping),
         *build_quarantine_checks(practice_ids),
     ]
-    return Definitions(assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules,
+    sensors = [
+        *build_catch_up_sensors(practices, pipeline_job_name),
+        build_config_change_sensor(practices, extra_keys=[kpi_asset_key(n) for n in KPI_TABLES]),
+        run_failure_alert_sensor,
+    ]
+    return Definitions(assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors,
                        resources=resources)
 
 
