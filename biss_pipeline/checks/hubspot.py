@@ -54,11 +54,11 @@ from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
 from biss_pipeline.sync.api import HubSpotError
 from biss_pipeline.sync.desired import desired_state, read_snapshot
 from biss_pipeline.sync.diff import CONFIRMED_STATUSES, changed_properties
+from biss_pipeline.sync.engine import property_types
 from biss_pipeline.sync.ledger import Ledger
 from biss_pipeline.sync.model import (
     CONTACTS,
     DEALS,
-    HUBSPOT_DEFINED_TYPES,
     OBJECT_KINDS,
     PRACTICE_PROPERTY,
     ObjectKind,
@@ -328,13 +328,6 @@ class Reconciliation:
         return CheckOutcome(True, AssetCheckSeverity.ERROR, "ledger and HubSpot agree", metadata)
 
 
-def _property_types(portal_properties: Mapping[str, Sequence[Any]]) -> dict[str, str]:
-    types: dict[str, str] = dict(HUBSPOT_DEFINED_TYPES)
-    for definitions in portal_properties.values():
-        types.update({d.name: d.type for d in definitions})
-    return types
-
-
 def reconcile(
     client: HubSpotClient,
     warehouse: Warehouse,
@@ -351,7 +344,7 @@ def reconcile(
     # dry run: reads only; gives the pipeline and stage ids the desired payloads carry
     portal: PortalState = ensure_portal(client, spec, dry_run=True)
     desired = desired_state(snapshot, mapping, portal.pipeline_id, portal.stage_ids)
-    types = _property_types(spec.properties)
+    types = property_types(spec.properties)
     ledger = Ledger(warehouse).load(practice_id, [k.name for k in kinds])
     report = Reconciliation(practice_id, portal_planned=list(portal.planned))
 

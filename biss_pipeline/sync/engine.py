@@ -75,7 +75,7 @@ from biss_pipeline.sync.model import (
     SyncMapping,
 )
 from biss_pipeline.sync.payloads import FLAG_EMAIL_CONFLICT, FLAG_EMAIL_INVALID
-from biss_pipeline.sync.portal import PortalSpec, PortalState, ensure_portal, portal_spec
+from biss_pipeline.sync.portal import PortalState, ensure_portal, portal_spec
 
 if TYPE_CHECKING:
     from biss_pipeline.resources.warehouse import Warehouse
@@ -207,7 +207,7 @@ class SyncEngine:
         report.portal = portal
         desired = desired_state(snapshot, self.mapping, portal.pipeline_id, portal.stage_ids)
         ledger = self.ledger.load(practice_id)
-        types = _property_types(spec)
+        types = property_types(spec.properties)
 
         for kind in OBJECT_KINDS:
             plan = plan_records(desired.records[kind.name], ledger.get(kind.name, {}))
@@ -543,9 +543,10 @@ class SyncEngine:
             )
 
 
-def _property_types(spec: PortalSpec) -> dict[str, str]:
+def property_types(portal_properties: Mapping[str, Sequence[Any]]) -> dict[str, str]:
+    """Property name → HubSpot type, for HubSpot's own properties and the portal's custom ones."""
     types: dict[str, str] = dict(HUBSPOT_DEFINED_TYPES)
-    for definitions in spec.properties.values():
+    for definitions in portal_properties.values():
         types.update({d.name: d.type for d in definitions})
     return types
 
