@@ -14,12 +14,9 @@ from dagster._core.instance_for_test import instance_for_test
 
 from biss_emulators.ivoris import IvorisEmulator
 from biss_pipeline.config.practices import load_mapping_tabs
-from biss_pipeline.definitions import build_definitions, pipeline_job_name
+from biss_pipeline.definitions import build_definitions
 from biss_pipeline.resources.ivoris import IvorisResource
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.sensors.alerts import run_failure_alert_sensor
-from biss_pipeline.sensors.catch_up import build_catch_up_sensors
-from biss_pipeline.sensors.config_change import build_config_change_sensor
 from biss_pipeline.sensors.schedules import window_tags
 from biss_pipeline.settings import PROJECT_ROOT
 from biss_pipeline.warehouse import schema
@@ -34,20 +31,10 @@ def write(path: Path, tabs: dict[str, Any]) -> Path:
     return path
 
 
-def with_sensors(defs: Definitions) -> Definitions:
-    """The code location with this issue's sensors, wired the way definitions.py is meant to."""
-    practices = defs.resources["mapping"].load().active_practices
-    return Definitions.merge(defs, Definitions(sensors=[
-        *build_catch_up_sensors(practices, pipeline_job_name),
-        build_config_change_sensor(practices),
-        run_failure_alert_sensor,
-    ]))
-
-
 def test_a_new_active_practice_gets_assets_resource_jobs_schedules_and_sensors(tmp_path: Path) -> None:
     tabs = load_mapping_tabs(PROJECT_ROOT / "config" / "mapping.yaml")
     mapping = write(tmp_path / "mapping.yaml", tabs)
-    before = with_sensors(build_definitions(mapping))
+    before = build_definitions(mapping)
     assert not any(k.path[0] == "hl" for k in before.resolve_asset_graph().get_all_asset_keys())
 
     watcher = before.resolve_sensor_def("mapping_config_change")
@@ -68,7 +55,7 @@ def test_a_new_active_practice_gets_assets_resource_jobs_schedules_and_sensors(t
     assert request.asset_selection == [AssetKey(["mapping_config"])]
 
     # The reload: what building the definitions again from the same mapping is.
-    defs = with_sensors(build_definitions(mapping))
+    defs = build_definitions(mapping)
     Definitions.validate_loadable(defs)
 
     keys = defs.resolve_asset_graph().get_all_asset_keys()
@@ -95,7 +82,7 @@ def test_an_inactive_row_stays_out_until_it_is_switched_on(tmp_path: Path) -> No
     tabs = load_mapping_tabs(PROJECT_ROOT / "config" / "mapping.yaml")
     tabs["practices"].append({**HALLE, "active": False})
     mapping = write(tmp_path / "mapping.yaml", tabs)
-    defs = with_sensors(build_definitions(mapping))
+    defs = build_definitions(mapping)
     assert not any(k.path[0] == "hl" for k in defs.resolve_asset_graph().get_all_asset_keys())
     assert "ivoris_hl" not in defs.resources
 
