@@ -411,16 +411,8 @@ class SyncEngine:
                 self.client.archive_associations(
                     source.api_type, target.api_type, [(s, t) for _, s, t in batch_remove]
                 )
-            except HubSpotTransientError as exc:
-                logger.warning(
-                    "HubSpot %s: removing %d pairs failed: %s",
-                    association.name,
-                    len(batch_remove),
-                    exc.info.summary,
-                )
-                continue
-            except HubSpotApiError as exc:
-                if exc.info.is_systemic:
+            except (HubSpotTransientError, HubSpotApiError) as exc:
+                if isinstance(exc, HubSpotApiError) and exc.info.is_systemic:
                     raise SyncAborted(f"{association.name}: {exc.info.summary}") from None
                 logger.warning(
                     "HubSpot %s: removing %d pairs failed: %s",

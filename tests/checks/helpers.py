@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import EnvVar
 from hubspot import HubSpot
 from hubspot.crm.objects import SimplePublicObjectInputForCreate
 
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.hubspot.state import object_type_or_400
-from biss_pipeline.resources.hubspot import HubSpotResource
-from biss_pipeline.resources.warehouse import WarehouseResource
-from tests.sync.conftest import TOKEN
+from tests.sync.conftest import TOKEN, dagster_resources
 
 DEAL_TO_CONTACT = 3
 
@@ -22,15 +19,7 @@ def sdk(emu: HubSpotEmulator) -> HubSpot:
     return HubSpot(access_token=TOKEN, host=emu.base_url)
 
 
-def resources(emu: HubSpotEmulator, sqlite_url: str, **options: Any) -> dict[str, Any]:
-    hubspot = HubSpotResource(
-        access_token=EnvVar("HUBSPOT_ACCESS_TOKEN"),
-        host=emu.base_url,
-        backoff_base_s=0.01,
-        backoff_max_s=0.2,
-        **options,
-    )
-    return {"hubspot": hubspot, "warehouse": WarehouseResource(url=sqlite_url)}
+resources = dagster_resources
 
 
 def deal_by_key(emu: HubSpotEmulator, key: str) -> dict[str, Any]:

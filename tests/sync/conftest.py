@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from dagster import EnvVar
 
 from biss_emulators.hubspot import HubSpotEmulator
-from biss_pipeline.resources.hubspot import HubSpotClient, RetrySettings
+from biss_pipeline.resources.hubspot import HubSpotClient, HubSpotResource, RetrySettings
 from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
 from tests.emulators.conftest_hubspot import TOKEN, emu, hubspot_server
 
@@ -16,6 +17,13 @@ __all__ = ["TOKEN", "emu", "hubspot_server"]
 
 # Short backoffs keep fault tests quick; the retry logic is the same as with the defaults.
 FAST_RETRY = RetrySettings(max_retries=8, backoff_base_s=0.01, backoff_max_s=0.2, locked_wait_s=2.0)
+
+
+def dagster_resources(emulator: HubSpotEmulator, sqlite_url: str, **options: object) -> dict[str, object]:
+    """`hubspot` (token from HUBSPOT_ACCESS_TOKEN, fast backoff) and `warehouse` for materialize()."""
+    hubspot = HubSpotResource(access_token=EnvVar("HUBSPOT_ACCESS_TOKEN"), host=emulator.base_url,
+                              backoff_base_s=0.01, backoff_max_s=0.2, **options)
+    return {"hubspot": hubspot, "warehouse": WarehouseResource(url=sqlite_url)}
 
 
 def make_client(emulator: HubSpotEmulator, **kwargs: object) -> HubSpotClient:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from dagster import AssetKey, Definitions, EnvVar, materialize
+from dagster import AssetKey, Definitions, materialize
 
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_pipeline.assets.hubspot import (
@@ -14,10 +14,9 @@ from biss_pipeline.assets.hubspot import (
     build_hubspot_assets,
     sync_asset_key,
 )
-from biss_pipeline.resources.hubspot import HubSpotResource
-from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
+from biss_pipeline.resources.warehouse import Warehouse
 from biss_pipeline.sync import SyncMapping
-from tests.sync.conftest import TOKEN
+from tests.sync.conftest import TOKEN, dagster_resources
 from tests.sync.seed import Seed, ledger_rows, write_requests
 
 
@@ -34,17 +33,6 @@ DEPS = {
 }
 
 
-def _resources(emu: HubSpotEmulator, sqlite_url: str, **options: object) -> dict[str, object]:
-    hubspot = HubSpotResource(
-        access_token=EnvVar("HUBSPOT_ACCESS_TOKEN"),
-        host=emu.base_url,
-        backoff_base_s=0.01,
-        backoff_max_s=0.2,
-        **options,
-    )
-    return {"hubspot": hubspot, "warehouse": WarehouseResource(url=sqlite_url)}
-
-
 @pytest.fixture(autouse=True)
 def token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)
@@ -52,7 +40,7 @@ def token(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_factory_builds_setup_and_one_sync_per_practice(sqlite_url: str, emu: HubSpotEmulator) -> None:
     assets = build_hubspot_assets(PRACTICES, DEPS)
-    defs = Definitions(assets=assets, resources=_resources(emu, sqlite_url))
+    defs = Definitions(assets=assets, resources=dagster_resources(emu, sqlite_url))
     graph = defs.resolve_asset_graph()
 
     assert {PORTAL_SETUP_KEY, sync_asset_key("mb"), sync_asset_key("rb")} <= graph.get_all_asset_keys()
@@ -67,7 +55,7 @@ def test_materialize_syncs_and_a_rerun_writes_nothing(
     Seed(practice_id="rb", prefix="RB_", patients=3).write(warehouse)
     assets = build_hubspot_assets(PRACTICES, DEPS, mapping=lambda: SyncMapping(revenue_buckets=("goz",)))
 
-    result = materialize(assets, resources=_resources(emu, sqlite_url))
+    result = materialize(assets, resources=dagster_resources(emu, sqlite_url))
 
     assert result.success
     metadata = {
@@ -86,7 +74,7 @@ def test_materialize_syncs_and_a_rerun_writes_nothing(
     assert {r["record_key"][:3] for r in ledger_rows(warehouse).values()} == {"MB_", "RB_"}
 
     log_mark = len(emu.request_log)
-    again = materialize(assets, resources=_resources(emu, sqlite_url))
+    again = materialize(assets, resources=dagster_resources(emu, sqlite_url))
 
     assert again.success
     assert write_requests(emu, log_mark) == []
@@ -100,7 +88,7 @@ def test_dry_run_materialization_writes_nothing(
     seed = Seed(patients=5).write(warehouse)
     assets = build_hubspot_assets(PRACTICES[:1], DEPS)
 
-    result = materialize(assets, resources=_resources(emu, sqlite_url, dry_run=True))
+    result = materialize(assets, resources=dagster_resources(emu, sqlite_url, dry_run=True))
 
     assert result.success
     assert write_requests(emu) == []
@@ -120,7 +108,7 @@ def test_a_stopped_sync_fails_the_asset_with_its_counts(
 
     result = materialize(
         build_hubspot_assets(PRACTICES[:1], DEPS)[1:],  # the sync asset alone
-        resources=_resources(emu, sqlite_url),
+        resources=dagster_resources(emu, sqlite_url),
         raise_on_error=False,
     )
 
