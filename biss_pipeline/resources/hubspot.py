@@ -34,9 +34,9 @@ A rolling window sized below the tier's limit (HUBSPOT.md: starter 100, professi
 exhausted (other processes of the same app share the budget) it pauses for the time one slot takes
 to free up on average. Search has its own window: 4 per second, below HubSpot's 5.
 
-Data protection: the SDK logs whole response bodies at DEBUG, so its loggers are held at INFO;
-errors carry code summaries only (see `biss_pipeline.sync.api`), never the SDK exception with its
-body.
+Data protection: the SDK logs whole response bodies at DEBUG, so its loggers are held at INFO and its
+`*.rest` loggers drop DEBUG records even when a level set on them says otherwise; errors carry code
+summaries only (see `biss_pipeline.sync.api`), never the SDK exception with its body.
 """
 
 from __future__ import annotations
@@ -118,10 +118,27 @@ _CATEGORY_STATUS = {
 }
 
 
+class _NoSdkBodies(logging.Filter):
+    """Drops the SDK's DEBUG records (`response body: …`, whole contacts with names and emails)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+_NO_SDK_BODIES = _NoSdkBodies()
+
+
 def _quiet_sdk_debug_logging() -> None:
     sdk_logger = logging.getLogger("hubspot")
     if sdk_logger.level == logging.NOTSET or sdk_logger.level < logging.INFO:
         sdk_logger.setLevel(logging.INFO)
+    # A level set on a child (`hubspot.crm.objects.rest` at DEBUG while debugging) overrides the parent's,
+    # so the loggers that print response bodies also drop DEBUG records themselves.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("hubspot.") and name.endswith(".rest"):
+            rest_logger = logging.getLogger(name)
+            if _NO_SDK_BODIES not in rest_logger.filters:
+                rest_logger.addFilter(_NO_SDK_BODIES)
 
 
 def _header(headers: Any, name: str) -> int | None:
