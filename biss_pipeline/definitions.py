@@ -12,7 +12,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from dagster import AssetExecutionContext, AssetSelection, Definitions, EnvVar, define_asset_job
+from dagster import (
+    AssetExecutionContext,
+    AssetSelection,
+    Definitions,
+    EnvVar,
+    define_asset_job,
+    in_process_executor,
+)
 
 from biss_pipeline.assets.deals import DealRules, build_practice_deal_assets, deals_asset_key
 from biss_pipeline.assets.hubspot import PORTAL_SETUP_KEY, build_hubspot_assets, sync_asset_key
@@ -181,8 +188,13 @@ def build_definitions(mapping_path: Path | None = None,
         build_config_change_sensor(practices, extra_keys=[kpi_asset_key(n) for n in KPI_TABLES]),
         run_failure_alert_sensor,
     ]
+    # Steps run in the run's own process. The default multiprocess executor starts a process per step
+    # that imports Dagster and this package again (about 4 s each here; a run has 10-15 steps), while
+    # the pools (one Ivoris and one HubSpot step at a time) and the chain raw → staging → deals → sync
+    # leave almost nothing to run side by side. bench/full_history.py measured a 3-day backfill of
+    # three practices at 374 s with per-step processes.
     return Definitions(assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors,
-                       resources=resources)
+                       resources=resources, executor=in_process_executor)
 
 
 defs = build_definitions()
