@@ -2,8 +2,9 @@
 
 The raw layer keeps values as text exactly as Ivoris sent them; only what is needed to key
 and place a record is checked here. A record that has no usable id, or no date that puts it
-in the requested window, becomes a quarantine row with the reason (never with its content),
-and the rest of the window goes through.
+in the requested window, or text no warehouse can store (a NUL character, a lone UTF-16
+surrogate such as `"\ud800"`), or two different copies with the same `modifiedAt`, becomes a
+quarantine row with the reason (never with its content), and the rest of the window goes through.
 """
 
 from __future__ import annotations
@@ -61,6 +62,39 @@ def day_of(value: Any) -> dt.date | None:
         return None
 
 
+def unstorable_text(record: dict[str, Any]) -> str | None:
+    """The quarantine reason if a text value cannot be stored as text (PostgreSQL refuses NUL,
+    UTF-8 has no lone surrogates), else None."""
+    for name, value in record.items():
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            return f"NUL character in {name}"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"lone surrogate in {name}"
+    return None
+
+
+def _fingerprint(record: dict[str, Any]) -> str:
+    return repr(sorted(record.items(), key=lambda item: str(item[0])))
+
+
+def conflicting_ids(records: list[dict[str, Any]]) -> set[str]:
+    """Ids that arrive as different copies with the same `modifiedAt` (the client keeps only such
+    ties, having dropped older copies): no copy can be chosen, so the id is quarantined."""
+    copies: dict[str, set[str]] = {}
+    for record in records:
+        ivoris_id = usable_id(record.get("id"))
+        if ivoris_id is not None:
+            copies.setdefault(ivoris_id, set()).add(_fingerprint(record))
+    return {ivoris_id for ivoris_id, versions in copies.items() if len(versions) > 1}
+
+
+CONFLICT_REASON = "conflicting versions with the same modifiedAt"
+
+
 def _quarantine(practice_id: str, partition_date: dt.date, entity: str, record_key: str,
                 reason: str) -> Row:
     return {"practice_id": practice_id, "partition_date": partition_date, "entity": entity,
@@ -74,6 +108,8 @@ def _place(
     """Yield (record, ivoris id, partition day) for records that can be keyed and placed."""
     unkeyed = 0
     seen: set[str] = set()
+    records = list(records)
+    conflicts = conflicting_ids(records)
     for record in records:
         ivoris_id = usable_id(record.get("id"))
         if ivoris_id is None:
@@ -82,6 +118,15 @@ def _place(
                 practice_id, date_from, entity, f"record-without-id-{unkeyed}", "missing or invalid id"))
             continue
         key = f"{key_prefix}{ivoris_id}"
+        if ivoris_id in conflicts:
+            if key not in seen:
+                seen.add(key)
+                result.quarantined.append(_quarantine(practice_id, date_from, entity, key, CONFLICT_REASON))
+            continue
+        unstorable = unstorable_text(record)
+        if unstorable is not None:
+            result.quarantined.append(_quarantine(practice_id, date_from, entity, key, unstorable))
+            continue
         day = day_of(record.get(date_field))
         if day is None:
             result.quarantined.append(_quarantine(
@@ -145,6 +190,9 @@ def patient_rows(practice_id: str, key_prefix: str, records: Iterable[dict[str, 
     modification date (`reasons_by_patient[id][day]` says which), so each partition holds the
     patients it needs."""
     result = ExtractedRows()
+    records = list(records)
+    conflicts = conflicting_ids(records)
+    reported: set[tuple[str, str]] = set()
     for record in records:
         ivoris_id = usable_id(record.get("id"))
         if ivoris_id is None:
@@ -153,6 +201,12 @@ def patient_rows(practice_id: str, key_prefix: str, records: Iterable[dict[str, 
                 "missing or invalid id"))
             continue
         key = f"{key_prefix}{ivoris_id}"
+        problem = CONFLICT_REASON if ivoris_id in conflicts else unstorable_text(record)
+        if problem is not None:
+            if (key, problem) not in reported:
+                reported.add((key, problem))
+                result.quarantined.append(_quarantine(practice_id, date_from, "patient", key, problem))
+            continue
         for day, reason in sorted(reasons_by_patient.get(ivoris_id, {}).items()):
             if not date_from <= day <= date_to:
                 continue

@@ -17,6 +17,9 @@ Checks and outcomes (every quarantine row says which):
 - entry type outside the contract: `unknown entry type`
 - amount not a number, more than 2 decimals, or absurd (> 100,000 EUR): `non-numeric amount`,
   `amount with more than 2 decimals`, `absurd amount`
+- modifiedAt later than `latest_modified` (default: now + 1 day, for clock skew): `modified_at in
+  the future` (such a version would win "newest" forever and move the deals' as-of date; the one
+  wall-clock input of staging, and it only ever rejects)
 - same key and modifiedAt, other content: `conflicting versions with the same modifiedAt` (every copy)
 - string longer than its column: `oversize <field>`
 - control characters: `control characters in <field>`
@@ -53,6 +56,9 @@ EARLIEST, LATEST = dt.date(2000, 1, 1), dt.date(2100, 12, 31)
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LOCAL_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
+
+
+FUTURE_TOLERANCE = dt.timedelta(days=1)
 
 
 class Rejected(ValueError):
@@ -134,10 +140,10 @@ def parse_amount_cents(value: Any) -> int:
         raise Rejected("non-numeric amount") from None
     if not amount.is_finite():
         raise Rejected("non-numeric amount")
+    if abs(amount) > ABSURD_AMOUNT:  # first: quantizing 1E+400 would overflow the decimal context
+        raise Rejected("absurd amount")
     if amount != amount.quantize(Decimal("0.01")):
         raise Rejected("amount with more than 2 decimals")
-    if abs(amount) > ABSURD_AMOUNT:
-        raise Rejected("absurd amount")
     return int(amount * 100)
 
 
@@ -155,15 +161,19 @@ def _quarantine(row: Row, entity: str, key: str, reason: str) -> Row:
 
 def _stage(
     raw_rows: Iterable[Row], entity: str, key_column: str,
-    convert: Callable[[Row], tuple[Row, list[str]]],
+    convert: Callable[[Row], tuple[Row, list[str]]], latest_modified: dt.datetime | None = None,
 ) -> StagedRows:
     """Validate every row, then keep the newest version per key (conflicts quarantined)."""
+    if latest_modified is None:
+        latest_modified = dt.datetime.now(dt.UTC) + FUTURE_TOLERANCE
     result = StagedRows()
     versions: dict[str, list[tuple[Row, Row]]] = {}
     for raw in raw_rows:
         key = raw[key_column]
         try:
             staged, notes = convert(raw)
+            if staged["modified_at"] > latest_modified:
+                raise Rejected("modified_at in the future")
         except Rejected as rejection:
             result.quarantined.append(_quarantine(raw, entity, key, str(rejection)))
             continue
@@ -184,7 +194,7 @@ def _stage(
 
 
 def stage_appointments(raw_rows: Iterable[Row], key_prefix: str, known_patient_keys: set[str],
-                       known_type_keys: set[str]) -> StagedRows:
+                       known_type_keys: set[str], latest_modified: dt.datetime | None = None) -> StagedRows:
     def convert(raw: Row) -> tuple[Row, list[str]]:
         patient_key = _key(key_prefix, raw.get("patient_id"), "missing patient")
         if patient_key not in known_patient_keys:
@@ -207,10 +217,11 @@ def stage_appointments(raw_rows: Iterable[Row], key_prefix: str, known_patient_k
             "start": start, "end": end, "status": status, "modified_at": parse_utc_timestamp(raw),
         }, []
 
-    return _stage(raw_rows, "appointment", "appointment_key", convert)
+    return _stage(raw_rows, "appointment", "appointment_key", convert, latest_modified)
 
 
-def stage_patients(raw_rows: Iterable[Row], as_of: dt.date) -> StagedRows:
+def stage_patients(raw_rows: Iterable[Row], as_of: dt.date,
+                   latest_modified: dt.datetime | None = None) -> StagedRows:
     def convert(raw: Row) -> tuple[Row, list[str]]:
         notes: list[str] = []
         birth = None
@@ -232,10 +243,11 @@ def stage_patients(raw_rows: Iterable[Row], as_of: dt.date) -> StagedRows:
             "insurance": insurance, "modified_at": parse_utc_timestamp(raw),
         }, notes
 
-    return _stage(raw_rows, "patient", "patient_key", convert)
+    return _stage(raw_rows, "patient", "patient_key", convert, latest_modified)
 
 
-def stage_document_entries(raw_rows: Iterable[Row], key_prefix: str) -> StagedRows:
+def stage_document_entries(raw_rows: Iterable[Row], key_prefix: str,
+                           latest_modified: dt.datetime | None = None) -> StagedRows:
     def convert(raw: Row) -> tuple[Row, list[str]]:
         patient_key = _key(key_prefix, raw.get("patient_id"), "missing patient")
         appointment_key = None
@@ -254,7 +266,7 @@ def stage_document_entries(raw_rows: Iterable[Row], key_prefix: str) -> StagedRo
             "modified_at": parse_utc_timestamp(raw),
         }, []
 
-    return _stage(raw_rows, "document_entry", "entry_key", convert)
+    return _stage(raw_rows, "document_entry", "entry_key", convert, latest_modified)
 
 
 def newest_rows(rows: Iterable[Mapping[str, Any]], key_column: str) -> list[Row]:

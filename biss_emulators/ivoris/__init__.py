@@ -10,7 +10,7 @@ See docs/ivoris-emulator.md for routes, formats, presets and fault knobs.
 from biss_emulators.ivoris.app import SiteInfo
 from biss_emulators.ivoris.catalogue import APPOINTMENT_TYPES, ENTRY_TYPES, STATUSES, AppointmentType
 from biss_emulators.ivoris.emulator import IvorisEmulator
-from biss_emulators.ivoris.faults import FaultConfig
+from biss_emulators.ivoris.faults import FaultConfig, Injection
 from biss_emulators.ivoris.sizes import DEFAULT_CLOCK, PRESETS, DatasetSize, resolve_size
 from biss_emulators.ivoris.truth import Truth
 
@@ -23,6 +23,7 @@ __all__ = [
     "AppointmentType",
     "DatasetSize",
     "FaultConfig",
+    "Injection",
     "IvorisEmulator",
     "SiteInfo",
     "Truth",

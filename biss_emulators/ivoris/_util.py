@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
@@ -93,7 +94,7 @@ class Cents(int):
         return f"{sign}{whole}.{cents:02d}"
 
 
-def _encode(value: Any, out: list[str]) -> None:
+def _encode(value: Any, out: list[str], ascii_only: bool = False) -> None:
     if value is None:
         out.append("null")
     elif value is True:
@@ -104,23 +105,25 @@ def _encode(value: Any, out: list[str]) -> None:
         out.append(value.to_json())
     elif isinstance(value, int):
         out.append(str(value))
+    elif isinstance(value, Decimal):
+        out.append(str(value))  # as parsed: Decimal("480.00") -> 480.00, Decimal("1E+400") -> 1E+400
     elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
+        out.append(json.dumps(value, ensure_ascii=ascii_only))
     elif isinstance(value, dict):
         out.append("{")
         for index, (key, item) in enumerate(value.items()):
             if index:
                 out.append(",")
-            out.append(json.dumps(str(key), ensure_ascii=False))
+            out.append(json.dumps(str(key), ensure_ascii=ascii_only))
             out.append(":")
-            _encode(item, out)
+            _encode(item, out, ascii_only)
         out.append("}")
     elif isinstance(value, list | tuple):
         out.append("[")
         for index, item in enumerate(value):
             if index:
                 out.append(",")
-            _encode(item, out)
+            _encode(item, out, ascii_only)
         out.append("]")
     elif isinstance(value, float):
         out.append(json.dumps(value))
@@ -128,10 +131,12 @@ def _encode(value: Any, out: list[str]) -> None:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def dumps(value: Any) -> bytes:
-    """Compact JSON with `Cents` written exactly; `json.dumps` cannot emit `480.00` as a number."""
+def dumps(value: Any, ascii_only: bool = False) -> bytes:
+    """Compact JSON with `Cents` (and `Decimal`) written exactly; `json.dumps` cannot emit `480.00`
+    as a number. `ascii_only` escapes every non-ASCII character (`\\u00fc`, and a lone surrogate as
+    `\\ud800`), which is how a rewritten answer can carry text that UTF-8 cannot."""
     out: list[str] = []
-    _encode(value, out)
+    _encode(value, out, ascii_only)
     return "".join(out).encode()
 
 

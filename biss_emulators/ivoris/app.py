@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from random import Random
 from typing import Any
 
@@ -21,7 +23,7 @@ from starlette.routing import Route
 
 from biss_emulators.ivoris._util import derive_seed, dumps, epoch_of, unit, utc_text
 from biss_emulators.ivoris.dataset import Dataset
-from biss_emulators.ivoris.faults import FaultConfig
+from biss_emulators.ivoris.faults import FaultConfig, Injection
 
 SITE_PREFIX = "/sites/{site_id}"
 UNMATCHED = "<unmatched>"
@@ -144,6 +146,9 @@ class IvorisService:
         self._fault_rng = Random(0)
         self._dup_key = derive_seed(seed, "duplicates")
         self._stale_key = derive_seed(seed, "stale")
+        self._injections: list[Injection] = []
+        self._injection_lock = threading.Lock()
+        self.site_routes: tuple[str, ...] = ()
         self.app = self._build_app()
 
     # -- clock ----------------------------------------------------------------------------------
@@ -170,6 +175,7 @@ class IvorisService:
             ("/patients/{patient_id:int}/document-entries", self._patient_entries),
             ("/document-entries", self._document_entries),
         ]
+        self.site_routes = tuple(path.replace(":int", "") for path, _ in site_routes)
         # counters use the path without converters, e.g. /sites/{site_id}/patients/{patient_id}/...
         routes = [
             Route(SITE_PREFIX + path, self._site_endpoint(SITE_PREFIX + path.replace(":int", ""), handler),
@@ -208,7 +214,7 @@ class IvorisService:
             site_id = str(request.path_params["site_id"])
             in_flight = self.stats.enter(site_id)
             try:
-                response = await self._serve(request, in_flight, handler)
+                response = await self._serve(request, in_flight, handler, template.removeprefix(SITE_PREFIX))
             finally:
                 self.stats.leave(site_id)
             self.stats.record(template, response.status_code)
@@ -216,7 +222,7 @@ class IvorisService:
 
         return endpoint
 
-    async def _serve(self, request: Request, in_flight: int, handler: Handler) -> Response:
+    async def _serve(self, request: Request, in_flight: int, handler: Handler, route: str) -> Response:
         site = self.sites.get(request.path_params["site_id"])
         if site is None:
             return _error(ApiError(404, "not_found", "unknown site"))
@@ -238,13 +244,47 @@ class IvorisService:
             return _gateway(504)
         if request.headers.get("x-api-key") != site.api_key:
             return _error(ApiError(401, "unauthorized", "missing or wrong X-Api-Key"))
+        injection = self._take_injection(site.site_id, route, request.query_params)
+        if injection is not None and injection.body is not None:
+            return _injected(injection, injection.body)
         try:
             # data generation is CPU work; a worker thread keeps other requests' sleeps on time
             body = await anyio.to_thread.run_sync(
                 handler, site, request.query_params, dict(request.path_params))
         except ApiError as exc:
             return _error(exc)
+        if injection is not None:
+            return _injected(injection, _rewritten(injection, body, dict(request.query_params)))
         return Response(body, status_code=200, media_type="application/json")
+
+    # -- malformed answers on request (IvorisEmulator.inject_response / rewrite_response) ---------
+
+    def add_injection(self, injection: Injection) -> Injection:
+        if injection.route != "*" and injection.route not in self.site_routes:
+            raise ValueError(f"unknown route {injection.route!r}; routes are {list(self.site_routes)} or '*'")
+        if injection.site_id is not None and injection.site_id not in self.sites:
+            raise ValueError(f"unknown site {injection.site_id!r}")
+        with self._injection_lock:
+            self._injections.append(injection)
+        return injection
+
+    def clear_injections(self) -> None:
+        with self._injection_lock:
+            self._injections.clear()
+
+    def _take_injection(self, site_id: str, route: str, query: QueryParams) -> Injection | None:
+        """The first registered rule matching the request, counted; used-up rules are dropped."""
+        with self._injection_lock:
+            for injection in self._injections:
+                if injection.matches(site_id, route, query):
+                    injection.served += 1
+                    if injection.times is not None:
+                        injection.times -= 1
+                        if injection.times == 0:
+                            self._injections.remove(injection)
+                    self.stats.fault("injected")
+                    return injection
+        return None
 
     def _draw(self, faults: FaultConfig) -> float:
         with self._fault_lock:
@@ -434,6 +474,26 @@ def _json(status: int, body: Any) -> Response:
 
 def _error(exc: ApiError) -> Response:
     return _json(exc.status, {"error": exc.error, "message": exc.message, "status": exc.status})
+
+
+def _rewritten(injection: Injection, body: bytes, query: dict[str, str]) -> bytes:
+    assert injection.rewrite is not None
+    answer = json.loads(body, parse_float=Decimal)
+    result = injection.rewrite(answer, query)
+    if result is None:
+        result = answer
+    if isinstance(result, bytes):
+        return result
+    if isinstance(result, str):
+        return result.encode("utf-8", "surrogatepass")
+    return dumps(result, ascii_only=True)
+
+
+def _injected(injection: Injection, body: bytes) -> Response:
+    # Starlette adds Content-Length from the body unless the injection sets one (a wrong one on purpose).
+    media_type = "application/json" if injection.content_type is None else injection.content_type or None
+    return Response(body, status_code=injection.status or 200, headers=injection.headers or None,
+                    media_type=media_type)
 
 
 def _gateway(status: int) -> Response:

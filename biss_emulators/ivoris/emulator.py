@@ -12,7 +12,7 @@ from biss_emulators.ivoris._util import datetime_of, epoch_of
 from biss_emulators.ivoris.app import IvorisService, Outage, SiteInfo
 from biss_emulators.ivoris.catalogue import SITE_DEFINITIONS
 from biss_emulators.ivoris.dataset import Dataset
-from biss_emulators.ivoris.faults import FaultConfig
+from biss_emulators.ivoris.faults import FaultConfig, Injection, Rewrite
 from biss_emulators.ivoris.sizes import DatasetSize, resolve_size
 from biss_emulators.ivoris.truth import Truth
 from biss_emulators.server import BackgroundServer
@@ -194,6 +194,42 @@ class IvorisEmulator:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+
+    # -- malformed answers ------------------------------------------------------------------------
+
+    def inject_response(self, route: str, *, site_id: str | None = None, status: int = 200,
+                        body: bytes | str = b"", content_type: str | None = "application/json",
+                        headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
+                        times: int | None = 1) -> Injection:
+        """Answer the next `times` matching requests with exactly this (after auth, outages and the
+        other faults): any status, body bytes, Content-Type ("" for none) and extra headers (a
+        `Content-Length` or `Content-Encoding` given here is sent as is, even when it lies).
+
+        `route` is a site route template ("/appointments", "/patients",
+        "/patients/{patient_id}/document-entries", ...) or "*"; `params` narrows it to requests
+        whose query has these values (e.g. `{"from": "2026-06-29", "page": "2"}`).
+        """
+        raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+        return self._service.add_injection(Injection(
+            route=route, site_id=site_id, params=dict(params or {}), times=times, status=status,
+            body=raw, content_type=content_type, headers=dict(headers or {})))
+
+    def rewrite_response(self, route: str, rewrite: Rewrite, *, site_id: str | None = None,
+                         params: dict[str, str] | None = None, times: int | None = None,
+                         status: int | None = None, content_type: str | None = None) -> Injection:
+        """Serve the normal answer transformed by `rewrite(answer, query) -> new answer`: `answer` is
+        the decoded JSON (a page `{items, page, pageSize, total}` or a plain list; amounts are
+        `Decimal`); return a JSON value (sent with non-ASCII escaped, so lone surrogates arrive as
+        `\\ud800`), `bytes`/`str` to send verbatim, or None after editing `answer` in place.
+        Matching as in `inject_response`; by default every matching request, until cleared.
+        """
+        return self._service.add_injection(Injection(
+            route=route, site_id=site_id, params=dict(params or {}), times=times, status=status,
+            rewrite=rewrite, content_type=content_type))
+
+    def clear_injections(self) -> None:
+        """Drop every `inject_response` / `rewrite_response` rule still active."""
+        self._service.clear_injections()
 
     # -- clock --------------------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -43,3 +45,46 @@ class FaultConfig:
             raise ValueError("latency must not be negative")
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1 (or None for unlimited)")
+
+
+# What a rewrite gets: the answer the emulator would have sent, decoded (amounts as `Decimal`), and
+# the request's query parameters. It returns the new answer (any JSON value, encoded with every
+# non-ASCII character escaped, so "\ud800" arrives as an escape), raw `bytes`/`str` to send as they
+# are, or None after changing the answer in place.
+Rewrite = Callable[[Any, dict[str, str]], Any]
+
+
+@dataclass
+class Injection:
+    """One malformed-answer rule (see `IvorisEmulator.inject_response` / `rewrite_response`).
+
+    Matches requests to `route` (a site route template such as "/appointments" or
+    "/patients/{patient_id}/document-entries", or "*" for every route) of `site_id` (None: every
+    site) whose query contains `params` (exact string values). `times` is how many more requests
+    it answers (None: all of them); `served` counts those it did. Either `body` replaces the answer
+    outright, or `rewrite` transforms the normal answer (only 200 answers; errors pass unchanged).
+    """
+
+    route: str
+    site_id: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    times: int | None = 1
+    status: int | None = None
+    body: bytes | None = None
+    rewrite: Rewrite | None = None
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    served: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.body is None) == (self.rewrite is None):
+            raise ValueError("an injection needs exactly one of body and rewrite")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be at least 1 (or None for every matching request)")
+        if self.status is not None and not 100 <= self.status <= 599:
+            raise ValueError(f"status must be an HTTP status, got {self.status}")
+
+    def matches(self, site_id: str, route: str, query: Mapping[str, str]) -> bool:
+        return ((self.site_id is None or self.site_id == site_id)
+                and self.route in ("*", route)
+                and all(query.get(name) == value for name, value in self.params.items()))

@@ -48,7 +48,7 @@ from biss_pipeline.extract import (
     patient_rows,
     usable_id,
 )
-from biss_pipeline.resources.ivoris import IvorisClient, IvorisResource, iter_date_chunks
+from biss_pipeline.resources.ivoris import IvorisClient, IvorisError, IvorisResource, iter_date_chunks
 from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
 from biss_pipeline.warehouse import schema
 
@@ -225,9 +225,15 @@ def build_practice_raw_assets(practice: PracticeConfig) -> list[Any]:
         warehouse, resource = warehouse_of(context), ivoris(context)
         totals = _RunTotals()
         with resource.client() as client:
-            extract_chunk = start(client, warehouse, date_from, date_to)
+            try:
+                extract_chunk = start(client, warehouse, date_from, date_to)
+            except IvorisError as exc:
+                raise _in_partitions(exc, date_from, date_to, None) from None
             for chunk_from, chunk_to in iter_date_chunks(date_from, date_to, resource.chunk_days):
-                extracted = extract_chunk(chunk_from, chunk_to)
+                try:
+                    extracted = extract_chunk(chunk_from, chunk_to)
+                except IvorisError as exc:
+                    raise _in_partitions(exc, chunk_from, chunk_to, date_from) from None
                 _write_chunk(warehouse, table, entity, pid, chunk_from, chunk_to, extracted)
                 totals.add(extracted)
             _record_run(context, warehouse, pid, date_from, date_to, totals.rows, client)
@@ -253,16 +259,18 @@ def build_practice_raw_assets(practice: PracticeConfig) -> list[Any]:
                   date_to: dt.date) -> ChunkExtractor:
             since = dt.datetime.combine(date_from, dt.time(), tzinfo=dt.UTC)
             modified: dict[str, dict[str, Any]] = {}
+            copies: dict[str, list[dict[str, Any]]] = {}  # >1 only for conflicting copies
             for record in client.patients_modified_since(since):
                 ivoris_id, day = usable_id(record.get("id")), modification_day(record)
                 if ivoris_id is not None and day is not None and day <= date_to:
                     modified[ivoris_id] = record
+                    copies.setdefault(ivoris_id, []).append(record)
 
             def extract_chunk(first: dt.date, last: dt.date) -> ExtractedRows:
                 reasons = _patient_reasons(warehouse, pid, first, last, modified)
                 missing = [i for i in reasons if i not in modified]
                 records = client.patients_by_ids(missing) if missing else []
-                records += [modified[i] for i in reasons if i in modified]
+                records += [copy for i in reasons if i in modified for copy in copies[i]]
                 return patient_rows(pid, prefix, records, reasons, first, last)
 
             return extract_chunk
@@ -298,13 +306,24 @@ def build_practice_raw_assets(practice: PracticeConfig) -> list[Any]:
                 missing = [entry for p in patients for entry in seen[p]
                            if f"{prefix}{entry.get('id')}" not in known
                            and (day := day_of(entry.get("date"))) is not None and first <= day <= last]
-                return document_entry_rows(pid, prefix, missing, first, last)
+                repaired = document_entry_rows(pid, prefix, missing, first, last)
+                for row in repaired.quarantined:  # this asset replaces (and so must write) its own entity
+                    row["entity"] = "document_entry_repair"
+                return repaired
 
             return extract_chunk
 
         return extract_window(context, schema.raw_repaired_document_entries, "document_entry_repair", start)
 
     return [reference, raw_appointments, raw_patients, raw_document_entries, raw_repaired_document_entries]
+
+
+def _in_partitions(exc: IvorisError, first: dt.date, last: dt.date, run_start: dt.date | None,
+                   ) -> IvorisError:
+    """The client's error (site, route, request window) plus the partitions left unwritten."""
+    kept = (f"; partitions before {first.isoformat()} were committed"
+            if run_start is not None and run_start < first else "")
+    return type(exc)(f"{exc} -- partitions {first.isoformat()} .. {last.isoformat()} not written{kept}")
 
 
 def _patient_reasons(warehouse: Warehouse, practice_id: str, date_from: dt.date, date_to: dt.date,

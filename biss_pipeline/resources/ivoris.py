@@ -51,6 +51,14 @@ class IvorisResponseError(IvorisError):
     """Ivoris answered, but not in the contract's shape (non-JSON, wrong envelope, 4xx)."""
 
 
+# A page count above this is not data but a broken `total`: refuse instead of paging for hours.
+MAX_PAGES = 10_000
+
+
+class IvorisNotFoundError(IvorisResponseError):
+    """HTTP 404: the route or the record (e.g. a patient id the site does not know) does not exist."""
+
+
 class _RetryableStatus(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}")
@@ -119,25 +127,32 @@ class RequestStats:
 def newest_by_id(records: Iterable[Record]) -> tuple[list[Record], int]:
     """Dedupe by `id`; the copy with the newest `modifiedAt` wins (ISO UTC strings sort by time).
 
+    Copies with the same newest `modifiedAt` but different content are all kept: nobody can tell
+    which is right, so the extraction quarantines that id instead of keeping an arbitrary one.
     Returns the records in first-seen order and the number of copies dropped.
     """
-    chosen: dict[Any, Record] = {}
+    chosen: dict[Any, list[Record]] = {}
     dropped = 0
     for record in records:
         key = record.get("id")
         if key is None:
             # No identity to dedupe on: keep it, the extraction asset quarantines it.
-            chosen[("__no_id__", len(chosen))] = record
+            chosen[("__no_id__", len(chosen))] = [record]
             continue
         key = str(key)
         current = chosen.get(key)
         if current is None:
-            chosen[key] = record
+            chosen[key] = [record]
             continue
-        dropped += 1
-        if str(record.get("modifiedAt") or "") > str(current.get("modifiedAt") or ""):
-            chosen[key] = record
-    return list(chosen.values()), dropped
+        stamp, kept = str(record.get("modifiedAt") or ""), str(current[0].get("modifiedAt") or "")
+        if stamp > kept:
+            dropped += len(current)
+            chosen[key] = [record]
+        elif stamp == kept and all(record != other for other in current):
+            current.append(record)
+        else:
+            dropped += 1
+    return [record for versions in chosen.values() for record in versions], dropped
 
 
 class IvorisClient:
@@ -205,7 +220,23 @@ class IvorisClient:
                         state.attempt_number, wait)
         return note_retry
 
+    def _where(self, route: str, query: dict[str, Any] | None) -> str:
+        """Site, route and the request's window (no payload, no patient data) for error messages."""
+        query = query or {}
+        p = self.params
+        parts = [f"Ivoris site {self.site!r}, route {route}"]
+        if p.date_from in query or p.date_to in query:
+            parts.append(f"window {query.get(p.date_from)} .. {query.get(p.date_to)}")
+        if p.modified_since in query:
+            parts.append(f"modified since {query[p.modified_since]}")
+        if p.ids in query:
+            parts.append(f"{len(str(query[p.ids]).split(','))} ids")
+        if p.page in query:
+            parts.append(f"page {query[p.page]}")
+        return ", ".join(parts)
+
     def _get_json(self, route: str, path: str, query: dict[str, Any] | None = None) -> Any:
+        where = self._where(route, query)
         retrying = Retrying(
             retry=retry_if_exception(self._is_retryable),
             wait=wait_exponential_jitter(multiplier=self._backoff_initial_s, max=self._backoff_max_s,
@@ -218,21 +249,24 @@ class IvorisClient:
             response = retrying(self._request_once, path, query)
         except _RetryableStatus as exc:
             raise IvorisUnavailableError(
-                f"Ivoris site {self.site!r}, route {route}: still HTTP {exc.status} after "
-                f"{self._max_attempts} attempts") from None
+                f"{where}: still HTTP {exc.status} after {self._max_attempts} attempts") from None
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise IvorisUnavailableError(
-                f"Ivoris site {self.site!r}, route {route}: unreachable ({type(exc).__name__}) after "
-                f"retrying") from None
-        if response.status_code >= 400:
+                f"{where}: unreachable ({type(exc).__name__}) after retrying") from None
+        except httpx.DecodingError:
+            # e.g. `Content-Encoding: gzip` over a body that is not gzip: no answer to read
             raise IvorisResponseError(
-                f"Ivoris site {self.site!r}, route {route}: HTTP {response.status_code}")
+                f"{where}: answer body cannot be decoded (its Content-Encoding does not match it)") from None
+        if response.status_code == 404:
+            raise IvorisNotFoundError(f"{where}: HTTP 404")
+        if response.status_code >= 400:
+            raise IvorisResponseError(f"{where}: HTTP {response.status_code}")
         try:
             # Amounts must stay exact: parse JSON numbers with a fraction as Decimal, never float.
             return json.loads(response.content, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError):
             raise IvorisResponseError(
-                f"Ivoris site {self.site!r}, route {route}: answer is not JSON "
+                f"{where}: answer is not JSON "
                 f"(HTTP {response.status_code}, {response.headers.get('content-type', 'no content type')})"
             ) from None
 
@@ -246,6 +280,9 @@ class IvorisClient:
             except httpx.TransportError:
                 self.stats.count_response("connection_error")
                 raise
+            except httpx.DecodingError:
+                self.stats.count_response("undecodable")
+                raise
         self.stats.count_response(str(response.status_code))
         if response.status_code in RETRYABLE_STATUS:
             raise _RetryableStatus(response.status_code)
@@ -254,11 +291,26 @@ class IvorisClient:
     # -- paging ----------------------------------------------------------------------------
 
     def _page(self, route: str, path: str, query: dict[str, Any], page: int) -> dict[str, Any]:
-        body = self._get_json(route, path, {**query, self.params.page: page,
-                                            self.params.page_size: self.page_size})
+        """One page, checked against the contract `{items, page, pageSize, total}`."""
+        request = {**query, self.params.page: page, self.params.page_size: self.page_size}
+        body = self._get_json(route, path, request)
+        where = self._where(route, request)
+        if isinstance(body, dict) and "error" in body and "items" not in body:
+            raise IvorisResponseError(f"{where}: answered an error object with HTTP 200, not a page")
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-            raise IvorisResponseError(
-                f"Ivoris site {self.site!r}, route {route}: page {page} is not a {{items, total}} envelope")
+            raise IvorisResponseError(f"{where}: answer is not a {{items, total}} envelope")
+        total = body.get("total")
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise IvorisResponseError(f"{where}: page has no valid total (a non-negative integer)")
+        echoed = body.get("page", page)
+        if echoed != page:
+            raise IvorisResponseError(f"{where}: the server answered page {echoed!r} instead")
+        if not body["items"] and total > (page - 1) * self.page_size:
+            # An empty page whose own total says it should hold records: a broken or runaway total
+            # (following it would never end); a shrinking result set reports the smaller total.
+            raise IvorisResponseError(f"{where}: page is empty but reports total {total}")
+        # A record that is not an object cannot be keyed: an empty record goes on to quarantine.
+        body["items"] = [item if isinstance(item, dict) else {} for item in body["items"]]
         self.stats.add(pages=1)
         return body
 
@@ -270,18 +322,29 @@ class IvorisClient:
         """
         first = self._page(route, path, query, 1)
         items: list[Record] = list(first["items"])
-        total = int(first.get("total") or 0)
+        total = first["total"]
         fetched_pages = 1
+        # identical id sequences on two pages: the server ignores the page parameter
+        sequences = {tuple(str(item.get("id")) for item in first["items"]): 1}
         while True:
             last_page = max(1, -(-total // self.page_size))
+            if last_page > MAX_PAGES:
+                raise IvorisResponseError(
+                    f"{self._where(route, query)}: reports total {total}, more than {MAX_PAGES} pages "
+                    f"of {self.page_size}; refusing to page")
             wanted = list(range(fetched_pages + 1, last_page + 1))
             if not wanted:
                 break
             with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
                 bodies = list(pool.map(lambda n: self._page(route, path, query, n), wanted))
-            for body in bodies:
+            for number, body in zip(wanted, bodies, strict=True):
+                sequence = tuple(str(item.get("id")) for item in body["items"])
+                if sequence and sequences.setdefault(sequence, number) != number:
+                    raise IvorisResponseError(
+                        f"{self._where(route, {**query, self.params.page: number})}: repeats page "
+                        f"{sequences[sequence]} exactly; the server ignores paging")
                 items.extend(body["items"])
-                total = max(total, int(body.get("total") or 0))
+                total = max(total, body["total"])
             fetched_pages = last_page
         unique, dropped = newest_by_id(item for item in items if isinstance(item, dict))
         self.stats.add(records=len(unique), duplicates_dropped=dropped)
@@ -292,8 +355,8 @@ class IvorisClient:
         if isinstance(body, dict) and isinstance(body.get("items"), list):
             body = body["items"]
         if not isinstance(body, list):
-            raise IvorisResponseError(f"Ivoris site {self.site!r}, route {route}: expected a list")
-        records = [item for item in body if isinstance(item, dict)]
+            raise IvorisResponseError(f"{self._where(route, query)}: expected a list")
+        records = [item if isinstance(item, dict) else {} for item in body]
         self.stats.add(records=len(records))
         return records
 
@@ -320,7 +383,13 @@ class IvorisClient:
 
     def patient_document_entries(self, patient_id: int | str) -> list[Record]:
         path = self.routes.patient_document_entries.format(patient_id=patient_id)
-        records, dropped = newest_by_id(self._list("patient-document-entries", path))
+        try:
+            answer = self._list("patient-document-entries", path)
+        except IvorisNotFoundError:
+            # The contract's answer for a patient the site does not know (e.g. an appointment that
+            # references a stranger; staging quarantines it as "unknown patient"): no entries.
+            return []
+        records, dropped = newest_by_id(answer)
         self.stats.add(duplicates_dropped=dropped)
         return records
 
