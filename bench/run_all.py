@@ -82,7 +82,8 @@ def summarise(outcome: Outcome) -> list[tuple[str, str]]:
         return rows or [("4. full-history backfill", "?")]
     if outcome.script == "hourly_incremental":
         walls = [line.split()[-1] for line in out.splitlines() if "wall seconds" in line]
-        calls = [line.split()[-3:] for line in out.splitlines() if "HubSpot calls / write calls" in line]
+        calls = [line.split()[-3:] for line in out.splitlines()
+                 if line.strip().startswith("HubSpot calls / write calls")]
         rows = []
         if walls and calls:
             rows.append(("5. hourly incremental, one day of changes",
