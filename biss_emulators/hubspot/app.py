@@ -43,7 +43,7 @@ class RequestRecord:
     status: int  # what the client received
     batch_size: int | None  # number of `inputs` for batch calls
     timestamp: float
-    fault: str | None = None  # "random_502", "lost_response", "rate_limited", "unauthorized", …
+    fault: str | None = None  # "random_502", "lost_response", "rate_limited", "rate_limit_storm", …
     committed_status: int | None = None  # for a lost response: what HubSpot did before the 502
 
     def as_dict(self) -> dict[str, Any]:
@@ -182,10 +182,11 @@ def build_app(rt: Runtime) -> Starlette:
                     {**base_headers, "X-HubSpot-Auth-Failure": "401 Unauthorized"},
                 )
 
-            decision = rt.limiter.acquire(kind)
+            storm = rt.faults.roll_rate_limit()
+            decision = rt.limiter.storm(kind) if storm else rt.limiter.acquire(kind)
             headers = {**base_headers, **decision.headers}
             if not decision.allowed:
-                log(429, "rate_limited")
+                log(429, "rate_limit_storm" if storm else "rate_limited")
                 assert decision.body is not None
                 return _json_response(429, {**decision.body, "correlationId": correlation}, headers)
 

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="share of successful writes that commit but answer 502",
     )
+    parser.add_argument(
+        "--random-429", type=float, default=0.0, help="share of API calls refused with a 429 (a storm)"
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API call")
     parser.add_argument("--seed", type=int, default=None, help="seed for the fault dice")
     parser.add_argument(
@@ -55,6 +58,7 @@ def build(args: argparse.Namespace) -> HubSpotEmulator:
         latency_s=args.latency,
         lost_response_rate=args.lost_response_rate,
         seed=args.seed,
+        random_429_rate=args.random_429,
     )
     return HubSpotEmulator(
         token=args.token,

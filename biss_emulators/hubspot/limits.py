@@ -104,6 +104,27 @@ class RateLimiter:
             self._day_count += 1
             return Decision(True, self._headers())
 
+    def storm(self, kind: str) -> Decision:
+        """A 429 from a storm (the account's budget used up elsewhere): HubSpot's body and headers with
+        nothing remaining; not counted, like every 429."""
+        with self._lock:
+            if kind == "search":
+                return Decision(
+                    False,
+                    {},
+                    _body("You have reached your secondly limit.", "SECONDLY", "publicapi-crm-search"),
+                )
+            headers = {**self._headers(), "X-HubSpot-RateLimit-Remaining": "0"}
+        return Decision(
+            False,
+            headers,
+            _body(
+                "You have reached your ten_secondly_rolling limit.",
+                "TEN_SECONDLY_ROLLING",
+                "publicapi-app-limits",
+            ),
+        )
+
     def _headers(self) -> dict[str, str]:
         limits = self.limits
         return {
