@@ -82,7 +82,7 @@ def measure(python_file: Path, attribute: str, partition_names: list[str],
 
 
 @contextmanager
-def _environment(**values: str) -> Iterator[None]:
+def environment(**values: str) -> Iterator[None]:
     """Set variables for the code server and run subprocesses, and restore them afterwards."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -118,7 +118,7 @@ def measure_project_definitions(days: int, start: dt.date, practice: str = "mb")
                            encoding="utf-8")
         warehouse_url = f"sqlite:///{tmp}/warehouse.sqlite"
         keys = {f"BENCH_IVORIS_KEY_{s.site_id.upper()}": s.api_key for s in emulator.sites}
-        with _environment(BISS_MAPPING_FILE=str(mapping), BISS_WAREHOUSE_URL=warehouse_url, **keys):
+        with environment(BISS_MAPPING_FILE=str(mapping), BISS_WAREHOUSE_URL=warehouse_url, **keys):
             figures = measure(definitions_file, "defs", dates(days, start),
                               [[practice, n] for n in ("raw_appointments", "raw_patients",
                                                        "raw_document_entries")])

@@ -28,8 +28,6 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ import yaml
 from dagster import DagsterInstance, Definitions, RunRequest, ScheduleDefinition, build_schedule_context
 from dagster._utils.schedules import reverse_cron_string_iterator
 
+from bench.backfill_runs import environment
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
 from biss_emulators.ivoris.sizes import PRESETS
@@ -56,21 +55,6 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 SETUP_LOOKAHEAD_DAYS = 60  # what the incremental schedule keeps synced ahead of its tick
 # Dagster's notice on get_schedule_def (resources are not needed to evaluate the schedule).
 warnings.filterwarnings("ignore", message="Starting in dagster 1.11, get_schedule_def")
-
-
-@contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Set variables for the definitions and the runs, and restore them afterwards."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def write_mapping(emulator: IvorisEmulator, path: Path, history_start: dt.date) -> dict[str, str]:

@@ -22,7 +22,10 @@ from biss_pipeline.resources.warehouse import dispose_engine
 from biss_pipeline.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
+    from biss_emulators.hubspot import HubSpotEmulator
     from biss_emulators.ivoris import IvorisEmulator
+
+TEST_HUBSPOT_TOKEN = "test-hubspot-token"  # the emulator's, not a secret
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "BISS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -102,3 +105,17 @@ def mapping_file(ivoris: IvorisEmulator, tmp_path: Path, monkeypatch: pytest.Mon
     for site in ivoris.sites:
         monkeypatch.setenv(f"TEST_IVORIS_KEY_{site.site_id.upper()}", site.api_key)
     return write_mapping_for(ivoris, tmp_path / "mapping.yaml")
+
+
+@pytest.fixture
+def hubspot(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubSpotEmulator]:
+    """A fresh HubSpot emulator portal, with the pipeline's environment pointing at it."""
+    from biss_emulators.hubspot import HubSpotEmulator
+
+    emulator = HubSpotEmulator(token=TEST_HUBSPOT_TOKEN, search_index_delay_s=0.2).start()
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TEST_HUBSPOT_TOKEN)
+    monkeypatch.setenv("BISS_HUBSPOT_HOST", emulator.base_url)
+    try:
+        yield emulator
+    finally:
+        emulator.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,17 +25,6 @@ from tests.assets.test_ivoris_raw import range_tags
 
 WINDOW = (dt.date(2026, 6, 17), dt.date(2026, 7, 14))
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-@pytest.fixture
-def hubspot(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubSpotEmulator]:
-    emulator = HubSpotEmulator(token="e2e-token", search_index_delay_s=0.2).start()
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "e2e-token")
-    monkeypatch.setenv("BISS_HUBSPOT_HOST", emulator.base_url)
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 def hubspot_stages(hubspot: HubSpotEmulator) -> dict[str, str]:

@@ -150,17 +150,6 @@ def prod_dagster_home(dagster_storage_url: str, tmp_path: Path, monkeypatch: pyt
     return home
 
 
-@pytest.fixture
-def hubspot(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubSpotEmulator]:
-    emulator = HubSpotEmulator(token="prod-token", search_index_delay_s=0.2).start()
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "prod-token")
-    monkeypatch.setenv("BISS_HUBSPOT_HOST", emulator.base_url)
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
 @pytest.mark.postgres
 def test_pipeline_runs_on_the_production_instance(
         prod_dagster_home: Path, dagster_storage_url: str, postgres_url: str, mapping_file: Path,
