@@ -108,12 +108,18 @@ def mapping_file(ivoris: IvorisEmulator, tmp_path: Path, monkeypatch: pytest.Mon
 
 
 @pytest.fixture
-def hubspot(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubSpotEmulator]:
+def hubspot_token() -> str:
+    """The token the `hubspot` emulator accepts; a module overrides this fixture to choose its own."""
+    return TEST_HUBSPOT_TOKEN
+
+
+@pytest.fixture
+def hubspot(monkeypatch: pytest.MonkeyPatch, hubspot_token: str) -> Iterator[HubSpotEmulator]:
     """A fresh HubSpot emulator portal, with the pipeline's environment pointing at it."""
     from biss_emulators.hubspot import HubSpotEmulator
 
-    emulator = HubSpotEmulator(token=TEST_HUBSPOT_TOKEN, search_index_delay_s=0.2).start()
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TEST_HUBSPOT_TOKEN)
+    emulator = HubSpotEmulator(token=hubspot_token, search_index_delay_s=0.2).start()
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", hubspot_token)
     monkeypatch.setenv("BISS_HUBSPOT_HOST", emulator.base_url)
     try:
         yield emulator
