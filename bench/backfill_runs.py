@@ -101,10 +101,11 @@ def measure_project_definitions(days: int, start: dt.date, practice: str = "mb")
     import tempfile
 
     from biss_emulators.ivoris import IvorisEmulator
-    from biss_pipeline import settings
-    from biss_pipeline.config.practices import load_mapping_tabs
-    from biss_pipeline.resources.warehouse import WarehouseResource, dispose_engine
-    from biss_pipeline.warehouse import schema
+    from biss_pipeline.domain import paths as settings
+    from biss_pipeline.domain.mapping.practices import load_mapping_tabs
+    from biss_pipeline.domain.warehouse import schema
+    from biss_pipeline.domain.warehouse.store import dispose_engine
+    from biss_pipeline.resources.warehouse import WarehouseResource
 
     definitions_file = settings.PROJECT_ROOT / "biss_pipeline" / "definitions.py"
     with tempfile.TemporaryDirectory() as tmp, IvorisEmulator(seed=7, size="tiny") as emulator:

@@ -47,8 +47,8 @@ def window(days: int) -> tuple[dt.date, dt.date]:
 
 def write_mapping(path: Path, ivoris_base_url: str, start: dt.date) -> None:
     from biss_emulators.ivoris.catalogue import SITE_DEFINITIONS
-    from biss_pipeline import settings
-    from biss_pipeline.config.practices import load_mapping_tabs
+    from biss_pipeline.domain import paths as settings
+    from biss_pipeline.domain.mapping.practices import load_mapping_tabs
 
     practices = [{"id": d.site_id, "name": d.name, "key_prefix": d.key_prefix,
                   "ivoris_base_url": f"{ivoris_base_url}/sites/{d.site_id}",
@@ -67,10 +67,10 @@ def run_child(days: int, out: Path) -> None:
     from dagster._core.instance_for_test import instance_for_test
 
     from bench.backfill_runs import drive_backfill, launch_backfill_like_the_ui
-    from biss_pipeline import settings
     from biss_pipeline.definitions import build_definitions
+    from biss_pipeline.domain import paths as settings
+    from biss_pipeline.domain.warehouse import schema
     from biss_pipeline.resources.warehouse import WarehouseResource
-    from biss_pipeline.warehouse import schema
 
     logging.getLogger("bench.backfill_runs").setLevel(logging.WARNING)
     start, end = window(days)

@@ -41,13 +41,13 @@ from bench.backfill_runs import environment
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
 from biss_emulators.ivoris.sizes import PRESETS
-from biss_pipeline.assets.hubspot import sync_asset_key
-from biss_pipeline.config.practices import load_mapping_tabs
 from biss_pipeline.demo import hubspot_write_calls
-from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource, dispose_engine
-from biss_pipeline.sensors.schedules import RANGE_END_TAG, RANGE_START_TAG
-from biss_pipeline.settings import PROJECT_ROOT
-from biss_pipeline.warehouse import schema
+from biss_pipeline.domain.mapping.practices import load_mapping_tabs
+from biss_pipeline.domain.paths import PROJECT_ROOT
+from biss_pipeline.domain.warehouse import schema
+from biss_pipeline.domain.warehouse.store import Warehouse, dispose_engine
+from biss_pipeline.keys import RANGE_END_TAG, RANGE_START_TAG, sync_asset_key
+from biss_pipeline.resources.warehouse import WarehouseResource
 
 TOKEN = "bench-token"
 SEED = 7

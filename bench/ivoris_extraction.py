@@ -4,7 +4,7 @@ measure 3)
 The Ivoris emulator (`bench` preset, one practice) answers 504 to every request above N in flight at
 once (`FaultConfig.max_in_flight`) and sleeps a fixed latency per request, as the on-premise server
 does. The real `IvorisClient` extracts the same window over HTTP the way the raw assets do
-(`biss_pipeline/assets/ivoris_raw.py`: appointments and document entries per chunk of `chunk_days`,
+(`biss_pipeline/domain/ivoris/extraction.py`: appointments and document entries per chunk of `chunk_days`,
 patients modified since the window's start, then the referenced patients by id per chunk), with the
 client's concurrency at 1, N, 2N and at the pipeline's own setting (`IvorisResource` as
 `biss_pipeline.definitions` builds it). Each run's records are compared with the emulator's
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from biss_emulators.ivoris import FaultConfig, IvorisEmulator
-from biss_pipeline.config.practices import load_practices
-from biss_pipeline.definitions import ivoris_resource
-from biss_pipeline.resources.ivoris import IvorisClient, Record, iter_date_chunks
-from biss_pipeline.settings import PROJECT_ROOT
+from biss_pipeline.domain.ivoris.client import IvorisClient, Record, iter_date_chunks
+from biss_pipeline.domain.mapping.practices import load_practices
+from biss_pipeline.domain.paths import PROJECT_ROOT
+from biss_pipeline.resources import ivoris_resource
 
 SIZE = "bench"
 SEED = 7

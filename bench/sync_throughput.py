@@ -33,9 +33,7 @@ from hubspot.crm.deals import SimplePublicObjectInputForCreate as DealCreate
 
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.hubspot.app import RequestRecord
-from biss_pipeline.resources.hubspot import HubSpotClient, HubSpotResource
-from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource, dispose_engine
-from biss_pipeline.sync import (
+from biss_pipeline.domain.hubspot import (
     OBJECT_KINDS,
     SyncMapping,
     SyncReport,
@@ -43,7 +41,11 @@ from biss_pipeline.sync import (
     portal_spec,
     sync_practice,
 )
-from biss_pipeline.sync.desired import DesiredState, desired_state, read_snapshot
+from biss_pipeline.domain.hubspot.client import HubSpotClient
+from biss_pipeline.domain.hubspot.desired import DesiredState, desired_state, read_snapshot
+from biss_pipeline.domain.warehouse.store import Warehouse, dispose_engine
+from biss_pipeline.resources.hubspot import HubSpotResource
+from biss_pipeline.resources.warehouse import WarehouseResource
 from tests.sync.seed import Seed
 
 TOKEN = "bench-token"

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from biss_pipeline.settings import PROJECT_ROOT, data_dir, mapping_file
+from biss_pipeline.domain.paths import PROJECT_ROOT, data_dir, mapping_file
 
 DEMO_SEED = 7
 HUBSPOT_PORT = 8720
@@ -107,10 +107,10 @@ def hubspot_write_calls(hubspot: Any, since: int = 0) -> int:
 def _summary(practices: list, hubspot: Any, writes: int) -> None:
     import sqlalchemy as sa
 
-    from biss_pipeline.assets.kpi import kpi_headline
-    from biss_pipeline.definitions import warehouse_resource
-    from biss_pipeline.logic.deals import Stage
-    from biss_pipeline.warehouse import schema
+    from biss_pipeline.domain.deals.rules import Stage
+    from biss_pipeline.domain.kpi.store import kpi_headline
+    from biss_pipeline.domain.warehouse import schema
+    from biss_pipeline.resources import warehouse_resource
 
     warehouse = warehouse_resource().get()
     ids = [p.practice_id for p in practices]
@@ -150,7 +150,7 @@ def run_demo() -> int:
 
     from dagster import DagsterInstance
 
-    from biss_pipeline.config.practices import load_practices
+    from biss_pipeline.domain.mapping.practices import load_practices
 
     started = time.monotonic()
     practices = [p for p in load_practices(mapping_file()) if p.active]

@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from biss_pipeline.config.practices import load_mapping_tabs
-from biss_pipeline.resources.warehouse import dispose_engine
-from biss_pipeline.settings import PROJECT_ROOT
+from biss_pipeline.domain.mapping.practices import load_mapping_tabs
+from biss_pipeline.domain.paths import PROJECT_ROOT
+from biss_pipeline.domain.warehouse.store import dispose_engine
 
 if TYPE_CHECKING:
     from biss_emulators.hubspot import HubSpotEmulator

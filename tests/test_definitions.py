@@ -5,9 +5,9 @@ from __future__ import annotations
 import yaml
 from dagster import AssetKey, BackfillPolicy, Definitions
 
-from biss_pipeline.config.practices import load_mapping_tabs
 from biss_pipeline.definitions import build_definitions, defs
-from biss_pipeline.settings import PROJECT_ROOT
+from biss_pipeline.domain.mapping.practices import load_mapping_tabs
+from biss_pipeline.domain.paths import PROJECT_ROOT
 
 
 def test_the_code_location_loads() -> None:

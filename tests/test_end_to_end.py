@@ -19,8 +19,8 @@ from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
 from biss_pipeline.definitions import build_definitions
 from biss_pipeline.demo import hubspot_write_calls
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.warehouse import schema
 from tests.assets.test_ivoris_raw import range_tags
 
 WINDOW = (dt.date(2026, 6, 17), dt.date(2026, 7, 14))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from biss_pipeline.extract import appointment_rows, as_text, document_entry_rows, patient_rows, usable_id
+from biss_pipeline.domain.ivoris.entities import APPOINTMENT, DOCUMENT_ENTRY, PATIENT_FIELDS
+from biss_pipeline.domain.ivoris.extract import as_text, patient_rows, usable_id
 
 MONDAY, FRIDAY = dt.date(2026, 3, 2), dt.date(2026, 3, 6)
 
@@ -16,7 +17,7 @@ def record(ivoris_id: object, start: object = "2026-03-03T09:00:00", **extra: ob
 
 
 def test_good_records_become_rows_with_global_keys() -> None:
-    result = appointment_rows("mb", "MB_", [record(10423)], MONDAY, FRIDAY)
+    result = APPOINTMENT.rows("mb", "MB_", [record(10423)], MONDAY, FRIDAY)
     assert result.quarantined == []
     [row] = result.rows
     assert row["appointment_key"] == "MB_10423"
@@ -35,7 +36,7 @@ def test_bad_records_are_quarantined_and_the_rest_goes_through() -> None:
         record(4, start="2026-04-01T09:00:00"),  # outside the requested window
         record(5),
     ]
-    result = appointment_rows("mb", "MB_", records, MONDAY, FRIDAY)
+    result = APPOINTMENT.rows("mb", "MB_", records, MONDAY, FRIDAY)
     assert [r["appointment_key"] for r in result.rows] == ["MB_1", "MB_5"]
     reasons = sorted((q["record_key"], q["reason"]) for q in result.quarantined)
     assert reasons == [
@@ -51,7 +52,7 @@ def test_bad_records_are_quarantined_and_the_rest_goes_through() -> None:
 
 def test_quarantine_rows_carry_no_personal_data() -> None:
     patient = {"id": None, "firstName": "Jürgen", "lastName": "Müller", "email": "j@example.de"}
-    result = patient_rows("mb", "MB_", [patient], {}, MONDAY, FRIDAY)
+    result = patient_rows("mb", "MB_", PATIENT_FIELDS, [patient], {}, MONDAY, FRIDAY)
     text = repr(result.quarantined)
     assert "Jürgen" not in text and "Müller" not in text and "example.de" not in text
 
@@ -60,7 +61,7 @@ def test_amounts_keep_their_written_digits() -> None:
     entry = {"id": 9, "patientId": 7, "appointmentId": None, "date": "2026-03-03", "type": "goz",
              "code": "2080", "description": "Füllung", "amount": Decimal("480.00"),
              "modifiedAt": "2026-03-03T12:00:00Z"}
-    [row] = document_entry_rows("mb", "MB_", [entry], MONDAY, FRIDAY).rows
+    [row] = DOCUMENT_ENTRY.rows("mb", "MB_", [entry], MONDAY, FRIDAY).rows
     assert row["amount"] == "480.00"
     assert row["appointment_id"] is None
     assert as_text(Decimal("-35.50")) == "-35.50"
@@ -70,7 +71,7 @@ def test_patients_get_one_row_per_day_that_needs_them() -> None:
     patient = {"id": 7, "firstName": "A", "lastName": "B", "modifiedAt": "2026-03-04T08:00:00Z"}
     reasons = {"7": {dt.date(2026, 3, 3): "referenced", dt.date(2026, 3, 4): "modified",
                      dt.date(2026, 3, 20): "referenced"}}
-    rows = patient_rows("mb", "MB_", [patient], reasons, MONDAY, FRIDAY).rows
+    rows = patient_rows("mb", "MB_", PATIENT_FIELDS, [patient], reasons, MONDAY, FRIDAY).rows
     assert [(r["partition_date"], r["reason"]) for r in rows] == [
         (dt.date(2026, 3, 3), "referenced"), (dt.date(2026, 3, 4), "modified")]
 

@@ -28,9 +28,9 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
 from biss_pipeline.definitions import build_definitions
+from biss_pipeline.domain.paths import PROJECT_ROOT
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.settings import PROJECT_ROOT
-from biss_pipeline.warehouse import schema
 from tests.assets.test_ivoris_raw import range_tags
 from tests.conftest import POSTGRES_ADMIN_URL, _postgres_admin
 

@@ -47,16 +47,16 @@ from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
 from biss_emulators.ivoris.catalogue import SITE_DEFINITIONS
 from biss_emulators.ivoris.sizes import resolve_size
-from biss_pipeline.assets import ivoris_raw
+from biss_pipeline.assets import ivoris as ivoris_assets
 from biss_pipeline.definitions import build_definitions
-from biss_pipeline.resources.ivoris import (
+from biss_pipeline.domain.ivoris.client import (
     IvorisClient,
     IvorisError,
     IvorisResponseError,
     IvorisUnavailableError,
 )
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.warehouse import schema
 from tests.assets.test_ivoris_raw import range_tags
 from tests.test_tls_and_binding import Route, StubServer
 
@@ -325,7 +325,7 @@ def test_a_failed_ivoris_call_leaks_no_key_through_dagster(
         capfd: pytest.CaptureFixture[str]) -> None:
     """A wrongly configured key fails the run with 401, and the failure (event log, logs, output) does
     not show the key that was sent. One op retry (without the policy's 30 s wait) covers the retry path."""
-    monkeypatch.setattr(ivoris_raw, "IVORIS_RETRY_POLICY", RetryPolicy(max_retries=1))
+    monkeypatch.setattr(ivoris_assets, "IVORIS_RETRY_POLICY", RetryPolicy(max_retries=1))
     home = dagster_home(tmp_path, monkeypatch, ["biss_pipeline"])
     monkeypatch.setenv("BISS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("BISS_WAREHOUSE_URL", sqlite_url)

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from biss_pipeline.staging import (
+from biss_pipeline.domain.staging.rules import (
     newest_rows,
     parse_amount_cents,
     stage_appointments,

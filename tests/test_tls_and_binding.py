@@ -29,9 +29,11 @@ from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
 from biss_emulators.server import BackgroundServer, ensure_loopback
 from biss_emulators.sheets.emulator import SheetsEmulator
-from biss_pipeline.resources.hubspot import HubSpotClient, HubSpotResource, HubSpotTransientError
-from biss_pipeline.resources.ivoris import IvorisClient, IvorisResource, IvorisUnavailableError
-from biss_pipeline.settings import PROJECT_ROOT
+from biss_pipeline.domain.hubspot.client import HubSpotClient, HubSpotTransientError
+from biss_pipeline.domain.ivoris.client import IvorisClient, IvorisUnavailableError
+from biss_pipeline.domain.paths import PROJECT_ROOT
+from biss_pipeline.resources.hubspot import HubSpotResource
+from biss_pipeline.resources.ivoris import IvorisResource
 
 # (status, content type, body) per request path (query string removed)
 Route = tuple[int, str, bytes]

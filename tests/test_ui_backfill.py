@@ -14,10 +14,10 @@ from dagster._core.instance_for_test import instance_for_test
 from bench.backfill_runs import drive_backfill, launch_backfill_like_the_ui, measure_project_definitions
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
-from biss_pipeline import settings
 from biss_pipeline.definitions import build_definitions
+from biss_pipeline.domain import paths as settings
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.warehouse import schema
 
 DEFINITIONS_FILE = settings.PROJECT_ROOT / "biss_pipeline" / "definitions.py"
 

@@ -7,7 +7,7 @@
 Both run in the concurrency pool `hubspot`: HubSpot's rate limit is per app, so one writer at a time
 (the instance config sets that pool's limit to 1). A sync asset is unpartitioned because it syncs
 the practice's whole current state; the ledger makes that cheap (unchanged records cost nothing).
-Resource keys: `hubspot` (`HubSpotResource`) and `warehouse` (`WarehouseResource`). With
+Resource keys: `hubspot` (`HubSpotResource`), `warehouse` (`WarehouseResource`) and `mapping`. With
 `HubSpotResource(dry_run=True)` the assets report what would change and write nothing.
 
 Metadata: counts per object and action (`contacts_create`, `deals_update`, `appointments_unchanged`,
@@ -18,7 +18,7 @@ Metadata: counts per object and action (`contacts_create`, `deals_update`, `appo
 # No `from __future__ import annotations`: Dagster reads the resource parameters' annotations at
 # definition time, inside the factory's closures.
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from dagster import (
@@ -30,16 +30,12 @@ from dagster import (
     asset,
 )
 
+from biss_pipeline.domain.hubspot import SyncAborted, SyncEngine, SyncMapping, ensure_portal, portal_spec
+from biss_pipeline.domain.hubspot.api import HubSpotError
+from biss_pipeline.keys import HUBSPOT_GROUP, HUBSPOT_POOL, PORTAL_SETUP_KEY, sync_asset_key
 from biss_pipeline.resources.hubspot import HubSpotResource
+from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.sync import SyncAborted, SyncEngine, SyncMapping, ensure_portal, portal_spec
-from biss_pipeline.sync.api import HubSpotError
-
-HUBSPOT_POOL = "hubspot"
-HUBSPOT_GROUP = "hubspot"
-PORTAL_SETUP_KEY = AssetKey(["hubspot", "portal_setup"])
-
-MappingSource = SyncMapping | Callable[[], SyncMapping] | None
 
 
 class PracticeLike(Protocol):
@@ -49,20 +45,7 @@ class PracticeLike(Protocol):
     def practice_id(self) -> str: ...
 
 
-def sync_asset_key(practice_id: str) -> AssetKey:
-    return AssetKey(["hubspot", practice_id, "sync"])
-
-
-def _resolver(mapping: MappingSource) -> Callable[[], SyncMapping]:
-    if mapping is None:
-        return SyncMapping
-    if isinstance(mapping, SyncMapping):
-        return lambda: mapping
-    return mapping
-
-
-def build_portal_setup_asset(mapping: MappingSource = None) -> AssetsDefinition:
-    resolve = _resolver(mapping)
+def build_portal_setup_asset(sync_mapping: SyncMapping | None = None) -> AssetsDefinition:
 
     @asset(
         key=PORTAL_SETUP_KEY,
@@ -71,10 +54,12 @@ def build_portal_setup_asset(mapping: MappingSource = None) -> AssetsDefinition:
         kinds={"hubspot"},
         description="Property groups, custom properties and the deal pipeline in HubSpot (idempotent).",
     )
-    def hubspot_portal_setup(context: AssetExecutionContext, hubspot: HubSpotResource) -> MaterializeResult:
+    def hubspot_portal_setup(context: AssetExecutionContext, hubspot: HubSpotResource,
+                             mapping: MappingResource) -> MaterializeResult:
         client = hubspot.get_client()
+        resolved = sync_mapping or SyncMapping.from_mapping(mapping.load())
         try:
-            state = ensure_portal(client, portal_spec(resolve()), dry_run=hubspot.dry_run)
+            state = ensure_portal(client, portal_spec(resolved), dry_run=hubspot.dry_run)
         except HubSpotError as exc:
             raise Failure(
                 description=f"HubSpot portal setup failed: {exc}",
@@ -107,9 +92,8 @@ def build_portal_setup_asset(mapping: MappingSource = None) -> AssetsDefinition:
 def build_practice_sync_asset(
     practice_id: str,
     deps: Sequence[AssetKey] = (),
-    mapping: MappingSource = None,
+    sync_mapping: SyncMapping | None = None,
 ) -> AssetsDefinition:
-    resolve = _resolver(mapping)
 
     @asset(
         key=sync_asset_key(practice_id),
@@ -121,12 +105,13 @@ def build_practice_sync_asset(
         description=f"Contacts, deals, appointments and associations of {practice_id} → HubSpot.",
     )
     def hubspot_practice_sync(
-        context: AssetExecutionContext, hubspot: HubSpotResource, warehouse: WarehouseResource
+        context: AssetExecutionContext, hubspot: HubSpotResource, warehouse: WarehouseResource,
+        mapping: MappingResource,
     ) -> MaterializeResult:
         engine = SyncEngine(
             hubspot.get_client(),
             warehouse.get(),
-            resolve(),
+            sync_mapping or SyncMapping.from_mapping(mapping.load()),
             batch_size=hubspot.batch_size,
             dry_run=hubspot.dry_run,
         )
@@ -163,18 +148,18 @@ def build_practice_sync_asset(
 def build_hubspot_assets(
     practices: Sequence[PracticeLike],
     deps_by_practice: Mapping[str, Sequence[AssetKey]],
-    mapping: MappingSource = None,
+    sync_mapping: SyncMapping | None = None,
 ) -> list[AssetsDefinition]:
     """`hubspot/portal_setup` plus one `hubspot/<practice_id>/sync` per practice.
 
     `deps_by_practice[practice_id]` lists the asset keys the practice's sync waits for (its deals and
-    contact roll-ups); `mapping` is a `SyncMapping` or a zero-argument callable returning one (called
-    at run time, so a changed mapping sheet applies without a code reload).
+    contact roll-ups). The sync mapping is read from the `mapping` resource at run time, so a changed
+    mapping sheet applies without a code reload; `sync_mapping` fixes it instead (tests).
     """
     return [
-        build_portal_setup_asset(mapping),
+        build_portal_setup_asset(sync_mapping),
         *(
-            build_practice_sync_asset(p.practice_id, deps_by_practice.get(p.practice_id, ()), mapping)
+            build_practice_sync_asset(p.practice_id, deps_by_practice.get(p.practice_id, ()), sync_mapping)
             for p in practices
         ),
     ]

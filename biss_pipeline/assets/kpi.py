@@ -1,29 +1,15 @@
-"""KPI tables, chart and HTML report for all practices (SPEC §6); definitions in `biss_pipeline.kpi`.
+"""The KPI assets: `kpi/appointments`, `kpi/deals`, `kpi/revenue` and `kpi/report`, one multi-asset
+that runs `biss_pipeline.domain.kpi.report.refresh_kpis` and attaches the chart to the report's
+materialization so it shows in the Dagster UI."""
 
-One multi-asset in group `kpi` reads the current staging appointments and the computed deal tables
-of every practice, computes the KPIs and replaces `kpi_appointments`, `kpi_deals` and `kpi_revenue`
-in one transaction (a failed run leaves the previous figures in place). It then renders a PNG chart
-(weekly completed appointments, revenue and no-show rate per practice) and a self-contained HTML
-report under `data_dir()/reports`, and attaches both to the `kpi/report` materialization so the
-chart shows in the Dagster UI.
-
-The as-of date that picks the headline week and the chart window is never the wall clock: it is
-`as_of` from the run config, or else the day (Europe/Berlin) of the newest modification Ivoris
-reported for any appointment, so the same data gives the same report.
-"""
+# Dagster reads the `config` annotation at definition time: no `from __future__ import annotations`
+# in this module.
 
 import base64
 import datetime as dt
-import html
-import io
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import pandas as pd
-import sqlalchemy as sa
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -34,34 +20,12 @@ from dagster import (
     MetadataValue,
     multi_asset,
 )
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import StrMethodFormatter
 from pydantic import Field
 
-from biss_pipeline import kpi
-from biss_pipeline.kpi import KpiTables, WeekHeadline
-from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
-from biss_pipeline.settings import data_dir
-from biss_pipeline.staging import newest_rows
-from biss_pipeline.warehouse import schema
-
-KPI_GROUP = "kpi"
-KPI_TABLES: Mapping[str, sa.Table] = {
-    "appointments": schema.kpi_appointments,
-    "deals": schema.kpi_deals,
-    "revenue": schema.kpi_revenue,
-}
-CHART_FILE = "kpi_weekly.png"
-REPORT_FILE = "kpi.html"
-PRACTICE_TZ = ZoneInfo("Europe/Berlin")
-INSERT_CHUNK = 5_000
-DEFAULT_CHART_WEEKS = 26
-
-
-def kpi_asset_key(name: str) -> AssetKey:
-    return AssetKey([KPI_GROUP, name])
-
+from biss_pipeline.domain.kpi import metrics as kpi
+from biss_pipeline.domain.kpi.report import DEFAULT_CHART_WEEKS, headline_markdown, refresh_kpis
+from biss_pipeline.keys import KPI_GROUP, kpi_asset_key
+from biss_pipeline.resources.warehouse import WarehouseResource
 
 REPORT_KEY = kpi_asset_key("report")
 
@@ -80,436 +44,24 @@ class KpiConfig(Config):
     )
 
 
-@dataclass(frozen=True, eq=False)
-class KpiRefresh:
-    tables: KpiTables
-    as_of: dt.date | None
-    headlines: list[WeekHeadline]
-    chart_png: bytes
-    chart_path: Path
-    report_path: Path
-
-
-# --- reading and writing the warehouse ----------------------------------------------------------
-
-
-def _frame(warehouse: Warehouse, statement: sa.Select, columns: Sequence[str]) -> pd.DataFrame:
-    return pd.DataFrame(warehouse.read_rows(statement), columns=list(columns))
-
-
-def _practices_in(warehouse: Warehouse, tables: Sequence[sa.Table]) -> list[str]:
-    found: set[str] = set()
-    for table in tables:
-        rows = warehouse.read_rows(sa.select(table.c.practice_id).distinct())
-        found |= {row["practice_id"] for row in rows}
-    return sorted(found)
-
-
-def practice_ids(warehouse: Warehouse) -> list[str]:
-    """Every practice with appointments, deals or billing lines in the warehouse."""
-    return _practices_in(warehouse, (schema.stg_appointments, schema.deals, schema.deal_entries))
-
-
-def _daily_revenue(practice_id: str) -> sa.Select:
-    """Billing lines summed per day and category in the database: days × categories rows instead of
-    millions of lines. SUM over BIGINT is exact on both backends (PostgreSQL returns a NUMERIC)."""
-    entries = schema.deal_entries
-    return (
-        sa.select(
-            entries.c.practice_id,
-            entries.c.entry_date,
-            entries.c.treatment_category,
-            sa.func.sum(entries.c.amount_cents).label("amount_cents"),
-            sa.func.count().label("entries"),
-        )
-        .where(entries.c.practice_id == practice_id)
-        .group_by(entries.c.practice_id, entries.c.entry_date, entries.c.treatment_category)
-    )
-
-
-def practice_kpis(warehouse: Warehouse, practice_id: str, grains: Sequence[str] = kpi.GRAINS) -> KpiTables:
-    """One practice's KPIs; reading practice by practice keeps memory bounded by the largest practice."""
-    appointments = schema.stg_appointments
-    # No patient key is read: the KPIs need none.
-    rows = warehouse.read_rows(
-        sa.select(
-            appointments.c.practice_id,
-            appointments.c.partition_date,
-            appointments.c.appointment_key,
-            appointments.c.start,
-            appointments.c.status,
-            appointments.c.modified_at,
-        ).where(appointments.c.practice_id == practice_id)
-    )
-    current = pd.DataFrame(
-        newest_rows(rows, "appointment_key"),
-        columns=["practice_id", "partition_date", "appointment_key", "start", "status", "modified_at"],
-    )
-    deals, members = schema.deals, schema.deal_appointments
-    return kpi.compute_kpis(
-        appointments=current,
-        deals=_frame(
-            warehouse,
-            sa.select(*(deals.c[c] for c in kpi.DEAL_INPUT)).where(deals.c.practice_id == practice_id),
-            kpi.DEAL_INPUT,
-        ),
-        deal_appointments=_frame(
-            warehouse,
-            sa.select(*(members.c[c] for c in kpi.DEAL_APPOINTMENT_INPUT)).where(
-                members.c.practice_id == practice_id
-            ),
-            kpi.DEAL_APPOINTMENT_INPUT,
-        ),
-        deal_entries=_frame(warehouse, _daily_revenue(practice_id), (*kpi.ENTRY_INPUT, "entries")),
-        grains=grains,
-    )
-
-
-def data_as_of(warehouse: Warehouse) -> dt.date | None:
-    """The local day of the newest appointment modification Ivoris reported (None: no data yet)."""
-    [newest] = warehouse.read_rows(
-        sa.select(sa.func.max(schema.stg_appointments.c.modified_at).label("newest"))
-    )
-    stamp = newest["newest"]
-    if stamp is None:
-        return None
-    if isinstance(stamp, str):
-        stamp = dt.datetime.fromisoformat(stamp)
-    if stamp.tzinfo is None:  # SQLite hands back the UTC value staging wrote, without its zone
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.astimezone(PRACTICE_TZ).date()
-
-
-def write_kpis(warehouse: Warehouse, tables: KpiTables) -> dict[str, int]:
-    """Replace all three KPI tables in one transaction; returns the row count per table."""
-    frames = {"appointments": tables.appointments, "deals": tables.deals, "revenue": tables.revenue}
-    counts = {}
-    with warehouse.transaction() as connection:
-        for name, table in KPI_TABLES.items():
-            connection.execute(table.delete())
-            rows = kpi.records(frames[name])
-            for start in range(0, len(rows), INSERT_CHUNK):
-                connection.execute(table.insert(), rows[start : start + INSERT_CHUNK])
-            counts[name] = len(rows)
-    return counts
-
-
-def read_kpis(
-    warehouse: Warehouse, grain: str | None = None, period_start: dt.date | None = None
-) -> KpiTables:
-    """The stored KPI tables (optionally one grain, one period) in the deterministic order."""
-
-    def read(table: sa.Table, columns: Sequence[str]) -> pd.DataFrame:
-        statement = sa.select(table)
-        if grain is not None:
-            statement = statement.where(table.c.grain == grain)
-        if period_start is not None:
-            statement = statement.where(table.c.period_start == period_start)
-        return _frame(warehouse, statement, columns)
-
-    part = KpiTables(
-        appointments=read(schema.kpi_appointments, kpi.APPOINTMENT_KPI_COLUMNS),
-        deals=read(schema.kpi_deals, kpi.DEAL_KPI_COLUMNS),
-        revenue=read(schema.kpi_revenue, kpi.REVENUE_KPI_COLUMNS),
-    )
-    return kpi.concat_tables([part])
-
-
-def kpi_headline(warehouse: Warehouse, as_of: dt.date | None = None) -> list[str]:
-    """Lines for a CLI: last full week per practice, from the stored KPI tables."""
-    as_of = as_of or data_as_of(warehouse)
-    practices = _practices_in(warehouse, list(KPI_TABLES.values()))
-    if as_of is None or not practices:
-        return ["No KPI data yet: run the kpi assets after a sync."]
-    monday, _ = kpi.last_full_week(as_of)
-    week = read_kpis(warehouse, grain="week", period_start=monday)
-    return [
-        f"KPIs as of {as_of.isoformat()}",
-        *kpi.headline_lines(kpi.week_headlines(week, as_of, practices)),
-    ]
-
-
-# --- chart and report -----------------------------------------------------------------------------
-
-
-def chart_weeks(as_of: dt.date, weeks: int) -> list[dt.date]:
-    """Mondays of the `weeks` full weeks that end with the last full week before `as_of`."""
-    last_monday, _ = kpi.last_full_week(as_of)
-    return [last_monday - dt.timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
-
-
-def weekly_series(tables: KpiTables, mondays: Sequence[dt.date]) -> dict[str, pd.DataFrame]:
-    """Per measure, a frame indexed by week (Monday) with one column per practice."""
-    practices = sorted(set(tables.appointments["practice_id"]) | set(tables.revenue["practice_id"]))
-    index = pd.Index(list(mondays), name="week")
-
-    def pivot(frame: pd.DataFrame, column: str, fill: Any) -> pd.DataFrame:
-        weekly = frame.loc[frame["grain"] == "week"]
-        table = (
-            weekly.pivot_table(
-                index="period_start", columns="practice_id", values=column, aggfunc="sum", dropna=False
-            )
-            if not weekly.empty
-            else pd.DataFrame()
-        )
-        return table.reindex(index=index, columns=practices).astype("float64").fillna(fill)
-
-    appointments = tables.appointments.loc[tables.appointments["grain"] == "week"]
-    rates = (
-        appointments.pivot(index="period_start", columns="practice_id", values="no_show_rate")
-        if not appointments.empty
-        else pd.DataFrame()
-    )
-    return {
-        "completed": pivot(tables.appointments, "completed", 0.0),
-        "revenue_cents": pivot(tables.revenue, "amount_cents", 0.0),
-        # a week without settled appointments has no rate; the line shows a gap, not a zero
-        "no_show_rate": rates.reindex(index=index, columns=practices).astype("float64"),
-    }
-
-
-def render_chart(tables: KpiTables, as_of: dt.date | None, weeks: int = DEFAULT_CHART_WEEKS) -> bytes:
-    """PNG: weekly completed appointments, revenue (EUR) and no-show rate per practice."""
-    figure = Figure(figsize=(11, 9), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)  # headless: render with Agg, whatever backend the process has chosen
-    axes = figure.subplots(3, 1, sharex=True)
-    if as_of is None:
-        figure.suptitle("BISS KPIs: no data yet")
-    else:
-        mondays = chart_weeks(as_of, weeks)
-        series = weekly_series(tables, mondays)
-        first, last = mondays[0].isocalendar(), mondays[-1].isocalendar()
-        figure.suptitle(
-            f"BISS KPIs per week, {first.year}-W{first.week:02d} to {last.year}-W{last.week:02d} "
-            f"(data as of {as_of.isoformat()})"
-        )
-        panels = [
-            (axes[0], series["completed"], 1.0, "Completed appointments"),
-            # float only for drawing; the tables and the report keep exact cents
-            (axes[1], series["revenue_cents"], 0.01, "Revenue (EUR)"),
-            (axes[2], series["no_show_rate"], 100.0, "No-show rate (%)"),
-        ]
-        for ax, frame, scale, title in panels:
-            for practice in frame.columns:
-                ax.plot(
-                    list(frame.index),
-                    frame[practice].to_numpy() * scale,
-                    marker="o",
-                    markersize=3,
-                    label=practice,
-                )
-            ax.set_title(title, loc="left")
-            ax.grid(True, alpha=0.3)
-            ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-            if not (frame.min().min() < 0):  # corrections can make a week's revenue negative
-                ax.set_ylim(bottom=0)
-        if len(series["completed"].columns):
-            axes[0].legend(title="Practice", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-        axes[2].set_xlabel("Week (Monday)")
-    buffer = io.BytesIO()
-    # no software version in the file: the same figures give the same bytes after an upgrade too
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def _display_appointments(frame: pd.DataFrame) -> pd.DataFrame:
-    shown = frame[["practice_id", "period_start", *kpi.APPOINTMENT_COUNTS]].copy()
-    shown["no_show_rate"] = [kpi.format_rate(r) for r in frame["no_show_rate"]]
-    return shown
-
-
-def _display_deals(frame: pd.DataFrame) -> pd.DataFrame:
-    shown = frame[
-        [
-            "practice_id",
-            "period_start",
-            "deals_opened",
-            "deals_won",
-            "deals_lost",
-            "cohort_erstberatung",
-            "cohort_behandlung",
-        ]
-    ].copy()
-    shown["conversion_rate"] = [kpi.format_rate(r) for r in frame["conversion_rate"]]
-    shown["treatments_started"] = frame["treatments_started"]
-    shown["treatments_completed"] = frame["treatments_completed"]
-    shown["treatment_completion_rate"] = [kpi.format_rate(r) for r in frame["treatment_completion_rate"]]
-    return shown
-
-
-def _display_revenue(frame: pd.DataFrame) -> pd.DataFrame:
-    """Months down, categories across, exact totals formatted as EUR."""
-    if frame.empty:
-        return pd.DataFrame(columns=["practice_id", "period_start", "total"])
-    cents = frame.pivot_table(
-        index=["practice_id", "period_start"],
-        columns="treatment_category",
-        values="amount_cents",
-        aggfunc="sum",
-        fill_value=0,
-    )
-    cents = cents.reindex(columns=sorted(cents.columns))
-    cents["total"] = cents.sum(axis=1)
-    shown = cents.apply(lambda column: column.map(lambda value: kpi.format_eur(int(value))))
-    shown.columns.name = None
-    return shown.reset_index()
-
-
-def _html_table(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "<p><em>No rows.</em></p>"
-    return frame.to_html(index=False, border=0, classes="kpi", escape=True, na_rep="")
-
-
-def render_html(
-    tables: KpiTables,
-    headlines: Sequence[WeekHeadline],
-    chart_png: bytes,
-    as_of: dt.date | None,
-    weeks: int = DEFAULT_CHART_WEEKS,
-) -> str:
-    """A self-contained page: headline, the chart (embedded), weekly and monthly tables, definitions."""
-    mondays = set(chart_weeks(as_of, weeks)) if as_of else set()
-
-    def weekly(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.loc[(frame["grain"] == "week") & frame["period_start"].isin(mondays)]
-
-    def monthly(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.loc[frame["grain"] == "month"]
-
-    headline = pd.DataFrame(
-        [
-            {
-                "practice_id": h.practice_id,
-                "week": f"{h.week_start.isoformat()} – {h.week_end.isoformat()}",
-                "completed": h.completed,
-                "no_show": h.no_show,
-                "no_show_rate": kpi.format_rate(h.no_show_rate),
-                "revenue": kpi.format_eur(h.revenue_cents),
-                "deals_opened": h.deals_opened,
-                "deals_won": h.deals_won,
-            }
-            for h in headlines
-        ]
-    )
-    image = base64.b64encode(chart_png).decode("ascii")
-    sections = [
-        ("Last full week", _html_table(headline)),
-        ("Weekly appointments", _html_table(_display_appointments(weekly(tables.appointments)))),
-        ("Weekly deals", _html_table(_display_deals(weekly(tables.deals)))),
-        ("Weekly revenue by treatment category", _html_table(_display_revenue(weekly(tables.revenue)))),
-        ("Monthly appointments", _html_table(_display_appointments(monthly(tables.appointments)))),
-        ("Monthly deals", _html_table(_display_deals(monthly(tables.deals)))),
-        ("Monthly revenue by treatment category", _html_table(_display_revenue(monthly(tables.revenue)))),
-    ]
-    stamp = as_of.isoformat() if as_of else "no data yet"
-    body = "\n".join(f"<h2>{html.escape(title)}</h2>\n{content}" for title, content in sections)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>BISS KPI report ({html.escape(stamp)})</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table.kpi {{ border-collapse: collapse; font-size: 0.85em; margin-bottom: 1.5em; }}
-table.kpi th, table.kpi td {{ padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }}
-table.kpi th {{ background: #f3f3f3; }}
-pre {{ white-space: pre-wrap; font-size: 0.85em; }}
-</style>
-</head>
-<body>
-<h1>BISS KPI report</h1>
-<p>Data as of {html.escape(stamp)}. Weekly tables cover the {weeks} full weeks of the chart; the warehouse
-tables <code>kpi_appointments</code>, <code>kpi_deals</code> and <code>kpi_revenue</code> also hold
-daily figures. Aggregates only: no patient data.</p>
-<img alt="Weekly completed appointments, revenue and no-show rate per practice"
- src="data:image/png;base64,{image}">
-{body}
-<details><summary>Definitions</summary>
-<pre>{html.escape(kpi.__doc__ or "")}</pre>
-</details>
-</body>
-</html>
-"""
-
-
-def _write_file(path: Path, content: bytes) -> None:
-    """Write beside the target, then rename: a reader never sees half a report."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(content)
-    partial.replace(path)
-
-
-def refresh_kpis(
-    warehouse: Warehouse, as_of: dt.date | None = None, weeks: int = DEFAULT_CHART_WEEKS
-) -> KpiRefresh:
-    """Recompute and store the KPI tables, and write the chart and the HTML report."""
-    tables = kpi.concat_tables([practice_kpis(warehouse, p) for p in practice_ids(warehouse)])
-    write_kpis(warehouse, tables)
-    as_of = as_of or data_as_of(warehouse)
-    headlines = kpi.week_headlines(tables, as_of) if as_of else []
-    chart = render_chart(tables, as_of, weeks)
-    reports = data_dir() / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    chart_path, report_path = reports / CHART_FILE, reports / REPORT_FILE
-    _write_file(chart_path, chart)
-    _write_file(report_path, render_html(tables, headlines, chart, as_of, weeks).encode("utf-8"))
-    return KpiRefresh(tables, as_of, headlines, chart, chart_path, report_path)
-
-
-def _headline_markdown(headlines: Sequence[WeekHeadline]) -> str:
-    if not headlines:
-        return "No KPI data yet."
-    first = headlines[0]
-    lines = [
-        f"**Week {first.week_start.isoformat()} – {first.week_end.isoformat()}**",
-        "",
-        "| practice | completed | no-show rate | revenue | deals opened | deals won |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    lines += [
-        f"| {h.practice_id} | {h.completed} | {kpi.format_rate(h.no_show_rate)} | "
-        f"{kpi.format_eur(h.revenue_cents)} | {h.deals_opened} | {h.deals_won} |"
-        for h in headlines
-    ]
-    return "\n".join(lines)
-
-
-# --- the Dagster asset ----------------------------------------------------------------------------
+TABLE_DESCRIPTIONS = {
+    "appointments": "Appointments booked, completed, cancelled, no-show rate per practice and "
+                    "day/week/month (table kpi_appointments).",
+    "deals": "Deals opened, won, lost; conversion Erstberatung → Behandlung; treatment completion "
+             "rate per practice and day/week/month (table kpi_deals).",
+    "revenue": "Revenue by treatment category per practice and day/week/month, exact cents "
+               "(table kpi_revenue).",
+}
 
 
 def build_kpi_assets(
     deps: Sequence[AssetKey], *, automation_condition: AutomationCondition | None = None
 ) -> list[Any]:
-    """The `kpi/appointments`, `kpi/deals`, `kpi/revenue` and `kpi/report` assets (one multi-asset).
-
-    `deps`: the assets whose tables the KPIs read (every practice's staging and deals assets).
-    """
+    """`deps`: the assets whose tables the KPIs read (every practice's staging and deals assets)."""
     table_specs = [
-        AssetSpec(
-            kpi_asset_key(name),
-            group_name=KPI_GROUP,
-            deps=list(deps),
-            automation_condition=automation_condition,
-            description=description,
-        )
-        for name, description in (
-            (
-                "appointments",
-                "Appointments booked, completed, cancelled, no-show rate per practice and "
-                "day/week/month (table kpi_appointments).",
-            ),
-            (
-                "deals",
-                "Deals opened, won, lost; conversion Erstberatung → Behandlung; treatment completion "
-                "rate per practice and day/week/month (table kpi_deals).",
-            ),
-            (
-                "revenue",
-                "Revenue by treatment category per practice and day/week/month, exact cents "
-                "(table kpi_revenue).",
-            ),
-        )
+        AssetSpec(kpi_asset_key(name), group_name=KPI_GROUP, deps=list(deps),
+                  automation_condition=automation_condition, description=description)
+        for name, description in TABLE_DESCRIPTIONS.items()
     ]
     report_spec = AssetSpec(
         REPORT_KEY,
@@ -520,28 +72,18 @@ def build_kpi_assets(
         "data/reports, with the last full week's headline.",
     )
 
-    # Dagster reads the `config` annotation at definition time: no `from __future__ import annotations`
-    # in this module.
-    @multi_asset(name="kpi", specs=[*table_specs, report_spec], required_resource_keys={"warehouse"})
-    def kpi_assets(context: AssetExecutionContext, config: KpiConfig):  # type: ignore[no-untyped-def]
-        resource: WarehouseResource = context.resources.warehouse
+    @multi_asset(name="kpi", specs=[*table_specs, report_spec])
+    def kpi_assets(context: AssetExecutionContext, config: KpiConfig,
+                   warehouse: WarehouseResource) -> Iterator[MaterializeResult]:
         as_of = dt.date.fromisoformat(config.as_of) if config.as_of else None
-        refresh = refresh_kpis(resource.get(), as_of, config.chart_weeks)
+        refresh = refresh_kpis(warehouse.get(), as_of, config.chart_weeks)
         for line in kpi.headline_lines(refresh.headlines):
             context.log.info(line)
         tables = refresh.tables
-        yield MaterializeResult(
-            asset_key=kpi_asset_key("appointments"),
-            metadata={
-                "dagster/row_count": len(tables.appointments),
-            },
-        )
-        yield MaterializeResult(
-            asset_key=kpi_asset_key("deals"),
-            metadata={
-                "dagster/row_count": len(tables.deals),
-            },
-        )
+        yield MaterializeResult(asset_key=kpi_asset_key("appointments"),
+                                metadata={"dagster/row_count": len(tables.appointments)})
+        yield MaterializeResult(asset_key=kpi_asset_key("deals"),
+                                metadata={"dagster/row_count": len(tables.deals)})
         month_revenue = tables.revenue.loc[tables.revenue["grain"] == "month", "amount_cents"]
         yield MaterializeResult(
             asset_key=kpi_asset_key("revenue"),
@@ -555,7 +97,7 @@ def build_kpi_assets(
             asset_key=REPORT_KEY,
             metadata={
                 "as_of": refresh.as_of.isoformat() if refresh.as_of else "no data",
-                "headline": MetadataValue.md(_headline_markdown(refresh.headlines)),
+                "headline": MetadataValue.md(headline_markdown(refresh.headlines)),
                 "chart": MetadataValue.md(f"![Weekly KPIs](data:image/png;base64,{image})"),
                 "chart_path": MetadataValue.path(str(refresh.chart_path)),
                 "report_path": MetadataValue.path(str(refresh.report_path)),

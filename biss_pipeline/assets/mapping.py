@@ -1,14 +1,13 @@
 """The mapping spreadsheet as an asset: its content hash is the data version, so an edit to
 the sheet shows up in the UI as a new version and marks everything downstream stale."""
 
-from dagster import AssetExecutionContext, AssetKey, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
+from biss_pipeline.keys import MAPPING_ASSET_KEY, MAPPING_GROUP
 from biss_pipeline.resources.mapping import MappingResource
 
-MAPPING_ASSET_KEY = AssetKey(["mapping_config"])
 
-
-@asset(key=MAPPING_ASSET_KEY, group_name="config", kinds={"googlesheets"},
+@asset(key=MAPPING_ASSET_KEY, group_name=MAPPING_GROUP, kinds={"googlesheets"},
        description="The BISS mapping spreadsheet (practices, appointment types, entry rules, stages, "
                    "settings), parsed and validated; an invalid sheet fails here with tab, row and column.")
 def mapping_config(context: AssetExecutionContext, mapping: MappingResource) -> MaterializeResult:

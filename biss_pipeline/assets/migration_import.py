@@ -1,7 +1,7 @@
 """One-off historical import per practice: CSV exports → raw, staging and quarantine tables.
 
 The asset `<practice_id>/historical_import` (group `migration_<practice_id>`) runs
-`biss_pipeline.migration_import.run_import` for the files named in its run config; see
+`biss_pipeline.domain.migration.csv_import.run_import` for the files named in its run config; see
 docs/migration-import.md. It is unpartitioned (an import is one window before the practice's
 `history_start`, chosen by the files or the config), and nothing depends on it: the deals asset
 reads every staging row of the practice, so its next run picks the history up.
@@ -13,10 +13,8 @@ import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
-import sqlalchemy as sa
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     Config,
     MaterializeResult,
@@ -25,12 +23,13 @@ from dagster import (
 )
 from pydantic import Field
 
-from biss_pipeline.config.mapping import check_types_mapped
-from biss_pipeline.config.practices import PracticeConfig
-from biss_pipeline.migration_import import ImportFiles, ImportResult, run_import
+from biss_pipeline.domain.mapping.config import check_types_mapped
+from biss_pipeline.domain.mapping.practices import PracticeConfig
+from biss_pipeline.domain.migration.csv_import import ImportFiles, ImportResult, run_import
+from biss_pipeline.domain.staging.window import known_type_keys
+from biss_pipeline.keys import OWNERS, practice_asset_key
 from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.warehouse import schema
 
 
 class HistoricalImportConfig(Config):
@@ -47,10 +46,6 @@ class HistoricalImportConfig(Config):
                                   "the earliest day in the files.")
     date_to: str | None = Field(default=None, description="Last day to import (YYYY-MM-DD); default and "
                                 "latest allowed: the day before the practice's history_start.")
-
-
-def migration_import_asset_key(practice: PracticeConfig) -> AssetKey:
-    return AssetKey([practice.practice_id, "historical_import"])
 
 
 def _day(name: str, value: str | None) -> dt.date | None:
@@ -82,31 +77,26 @@ def _build(practice: PracticeConfig) -> AssetsDefinition:
     pid = practice.practice_id
 
     @asset(
-        key=migration_import_asset_key(practice),
+        key=practice_asset_key(practice, "historical_import"),
         group_name=f"migration_{pid}",
         # it reads the practice's Ivoris appointment types to validate appointments
-        deps=[AssetKey([pid, "appointment_types"])],
-        required_resource_keys={"warehouse", "mapping"},
+        deps=[practice_asset_key(practice, "appointment_types")],
         kinds={"csv", "sql"},
-        owners=["team:data-engineering"],
+        owners=OWNERS,
         description=f"{practice.name}: one-off import of historical CSV exports (before history_start "
                     f"{practice.history_start.isoformat()}) through the same validation and quarantine as "
                     "the API path. See docs/migration-import.md.",
     )
-    def historical_import(context: AssetExecutionContext,
-                          config: HistoricalImportConfig) -> MaterializeResult:
-        warehouse_resource: WarehouseResource = context.resources.warehouse
-        mapping_resource: MappingResource = context.resources.mapping
-        warehouse, mapping = warehouse_resource.get(), mapping_resource.load()
-        types = schema.appointment_types
-        known_types = {row["type_key"] for row in warehouse.read_rows(
-            sa.select(types.c.type_key).where(types.c.practice_id == pid))}
+    def historical_import(context: AssetExecutionContext, config: HistoricalImportConfig,
+                          warehouse: WarehouseResource, mapping: MappingResource) -> MaterializeResult:
+        store, mapping_config = warehouse.get(), mapping.load()
+        known_types = set(known_type_keys(store, pid))
         files = ImportFiles(
             appointments=Path(config.appointments_csv), patients=Path(config.patients_csv),
             document_entries=Path(config.document_entries_csv) if config.document_entries_csv else None)
         result = run_import(
-            warehouse, pid, practice.key_prefix, practice.history_start, files, known_types,
-            check_types=lambda used: check_types_mapped(mapping, used),
+            store, pid, practice.key_prefix, practice.history_start, files, known_types,
+            check_types=lambda used: check_types_mapped(mapping_config, used),
             date_from=_day("date_from", config.date_from), date_to=_day("date_to", config.date_to))
         context.log.info(f"{pid}: imported {result.window}: {sum(result.rows.values())} rows written, "
                          f"{result.quarantined_total} quarantined, in {result.transactions} transactions")

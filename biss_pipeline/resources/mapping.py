@@ -7,14 +7,14 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from biss_pipeline.config.mapping import MappingConfig
-from biss_pipeline.config.sources import (
+from biss_pipeline.domain.mapping.config import MappingConfig
+from biss_pipeline.domain.mapping.sources import (
     DEFAULT_CREDENTIALS_ENV,
     GoogleSheetMappingSource,
     LocalMappingSource,
     MappingSource,
 )
-from biss_pipeline.settings import mapping_file
+from biss_pipeline.domain.paths import mapping_file
 
 SOURCES = ("local", "gsheet")
 

@@ -29,11 +29,10 @@ from dagster import (
     run_failure_sensor,
 )
 
-from biss_pipeline.sensors.schedules import RANGE_END_TAG, RANGE_START_TAG
+from biss_pipeline.keys import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 
 WEBHOOK_ENV = "BISS_ALERT_WEBHOOK_URL"
 SENSOR_NAME = "run_failure_alert"
-PARTITION_TAG = "dagster/partition"
 MAX_MESSAGE_CHARS = 500
 # Errors whose messages this project writes without data (see the module docstring).
 SAFE_MESSAGE_ERRORS: frozenset[str] = frozenset({

@@ -25,7 +25,6 @@ The cursor is JSON: `{"run_key": <last requested key or null>, "site": "up" | "d
 import datetime as dt
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -45,14 +44,19 @@ from dagster import (
     sensor,
 )
 
-from biss_pipeline.config.practices import PracticeConfig
-from biss_pipeline.resources.ivoris import IvorisClient, IvorisError
-from biss_pipeline.sensors.schedules import RANGE_END_TAG, RANGE_START_TAG, window_tags
+from biss_pipeline.domain.ivoris.client import IvorisError
+from biss_pipeline.domain.mapping.practices import PracticeConfig
+from biss_pipeline.keys import (
+    CATCH_UP_RUNS_TAG,
+    CATCH_UP_TAG,
+    PARTITION_TAG,
+    PRACTICE_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    window_tags,
+)
+from biss_pipeline.resources.ivoris import IvorisResource
 
-PRACTICE_TAG = "practice"
-PARTITION_TAG = "dagster/partition"
-CATCH_UP_TAG = "biss/catch_up"
-CATCH_UP_RUNS_TAG = "biss/catch_up_of_runs"
 OUTAGE_ERRORS: frozenset[str] = frozenset({"IvorisUnavailableError"})
 IN_FLIGHT = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
              DagsterRunStatus.STARTED)
@@ -197,15 +201,12 @@ def plan_catch_up(instance: DagsterInstance, practice_id: str, target_job: str, 
     return plan
 
 
-def probe_site(practice: PracticeConfig, timeout_s: float) -> str | None:
-    """None if the site answers `GET /practices`; else why not (no payload, no key in the text)."""
-    api_key = os.environ.get(practice.api_key_env)
-    if not api_key:
-        return f"environment variable {practice.api_key_env} is not set"
+def probe_site(ivoris: IvorisResource, timeout_s: float) -> str | None:
+    """None if the site answers `GET /practices`; else why not (no payload, no key in the text).
+    The probe is the resource's own client (its routes, TLS settings and key), with one attempt:
+    the sensor asks again next tick, retrying here would only hold the daemon."""
     try:
-        # One attempt: the sensor asks again next tick, retrying here would only hold the daemon.
-        with IvorisClient(site=practice.practice_id, base_url=practice.ivoris_base_url, api_key=api_key,
-                          max_attempts=1, max_concurrency=1, timeout_s=timeout_s) as client:
+        with ivoris.client(max_attempts=1, max_concurrency=1, timeout_s=timeout_s) as client:
             client.practices()
     except IvorisError as exc:
         return f"{type(exc).__name__}: {exc}"
@@ -233,6 +234,7 @@ def build_catch_up_sensor(practice: PracticeConfig, job_name: str,
 
     @sensor(name=f"{pid}_catch_up", job_name=job_name, default_status=settings.default_status,
             minimum_interval_seconds=settings.minimum_interval_seconds,
+            required_resource_keys={practice.resource_key},
             description=f"{practice.name}: once Ivoris answers again, re-run the date windows whose runs "
                         f"failed while it was down (one {job_name} run over their span).")
     def catch_up(context: SensorEvaluationContext) -> SensorResult:
@@ -258,7 +260,7 @@ def build_catch_up_sensor(practice: PracticeConfig, job_name: str,
             return SensorResult(skip_reason=SkipReason(
                 f"{pid}: {waiting}; a catch-up run for exactly these failures was requested already "
                 f"(run key {run_key}); it did not make them good, see its logs"))
-        problem = probe_site(practice, settings.probe_timeout_s)
+        problem = probe_site(getattr(context.resources, practice.resource_key), settings.probe_timeout_s)
         if problem is not None:
             return SensorResult(
                 skip_reason=SkipReason(f"{pid}: {waiting}; Ivoris still unavailable ({problem})"),

@@ -17,7 +17,7 @@ Which practices are affected:
   a practice that became active (or inactive) needs a definitions reload, which the sensor says.
 
 The deals asset then limits the work further itself (its mapping hash covers only what its deals
-depend on, see `deal_rules_for`).
+depend on, see `MappingConfig.practice_hash`).
 
 The cursor is JSON: `{"content_hash", "tabs": {tab: sha256}, "practices": {practice: sha256 of its
 part}, "seq"}`; `seq` counts the changes seen, so a mapping edited back and forth (A → B → A → B) gets
@@ -27,10 +27,8 @@ not practices: an `appointment_types` change then counts for every practice); if
 there is none, it records the current mapping as its baseline and requests nothing.
 """
 
-import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from dagster import (
     AssetKey,
@@ -45,108 +43,32 @@ from dagster import (
     sensor,
 )
 
-from biss_pipeline.assets.deals import deals_asset_key
-from biss_pipeline.assets.hubspot import PORTAL_SETUP_KEY, sync_asset_key
-from biss_pipeline.assets.mapping import MAPPING_ASSET_KEY
-from biss_pipeline.config.mapping import (
-    APPOINTMENT_TYPES,
-    ENTRY_RULES,
-    PRACTICES,
-    SETTINGS,
-    STAGES,
-    MappingConfig,
+from biss_pipeline.domain.mapping.changes import MappingChange, MappingFingerprint, mapping_change
+from biss_pipeline.domain.mapping.practices import PracticeConfig
+from biss_pipeline.keys import (
+    DATA_VERSION_TAG,
+    MAPPING_ASSET_KEY,
+    PORTAL_SETUP_KEY,
+    RELOAD_TAG,
+    TRIGGER_TAG,
+    practice_asset_key,
+    sync_asset_key,
 )
-from biss_pipeline.config.practices import PracticeConfig
 from biss_pipeline.resources.mapping import MappingResource
 
 SENSOR_NAME = "mapping_config_change"
-# Tabs every practice's deals or HubSpot sync read.
-SHARED_TABS: tuple[str, ...] = (ENTRY_RULES, STAGES, SETTINGS)
-DATA_VERSION_TAG = "dagster/data_version"
-TRIGGER_TAG = "biss/trigger"
-RELOAD_TAG = "biss/reload_definitions_for"
 
 
-@dataclass(frozen=True)
-class MappingFingerprint:
-    content_hash: str
-    tabs: Mapping[str, str]
-    # Only for active practices: their key prefix and appointment type rows. None when not known
-    # (a baseline taken from the asset's metadata).
-    practices: Mapping[str, str] | None
-
-    @classmethod
-    def of(cls, config: MappingConfig) -> "MappingFingerprint":
-        tabs = config.canonical_tabs()
-        practices = {}
-        for practice in config.active_practices:
-            rows = [row for row in tabs[APPOINTMENT_TYPES] if row["practice"] == practice.practice_id]
-            text = json.dumps([practice.key_prefix, rows], sort_keys=True, ensure_ascii=False)
-            practices[practice.practice_id] = hashlib.sha256(text.encode()).hexdigest()
-        return cls(config.content_hash, dict(config.tab_hashes), practices)
-
-
-@dataclass(frozen=True)
-class MappingChange:
-    tabs: tuple[str, ...]  # tabs whose content changed
-    practices: tuple[str, ...]  # loaded practices whose deals and sync must be redone
-    portal: bool  # the HubSpot portal setup must be redone
-    to_load: tuple[str, ...] = ()  # active in the mapping, not in the loaded definitions
-    to_unload: tuple[str, ...] = ()  # loaded, no longer active in the mapping
-    notes: tuple[str, ...] = ()
-
-    def asset_keys(self, practices: Sequence[PracticeConfig],
-                   extra_keys: Sequence[AssetKey] = ()) -> list[AssetKey]:
-        keys = [MAPPING_ASSET_KEY, *([PORTAL_SETUP_KEY] if self.portal else [])]
-        for practice in practices:
-            if practice.practice_id in self.practices:
-                keys += [deals_asset_key(practice), deals_asset_key(practice, "contact_rollups"),
-                         sync_asset_key(practice.practice_id)]
-        if self.practices:
-            keys += [key for key in extra_keys if key not in keys]
-        return keys
-
-    def describe(self) -> str:
-        parts = [f"tabs changed: {', '.join(self.tabs) or 'none'}",
-                 f"practices re-processed: {', '.join(self.practices) or 'none'}"]
-        if self.portal:
-            parts.append("HubSpot portal setup re-run")
-        if self.to_load:
-            parts.append(f"active in the mapping but not loaded: {', '.join(self.to_load)} → reload the "
-                         "definitions (Dagster UI: Deployment → Reload) to add their assets, jobs, "
-                         "schedules and sensors")
-        if self.to_unload:
-            parts.append(f"no longer active: {', '.join(self.to_unload)} → reload the definitions to remove "
-                         "their assets")
-        return "; ".join([*parts, *self.notes])
-
-
-def _same(old: str | None, new: str) -> bool:
-    # A baseline from the asset's metadata keeps 12 characters of each tab hash.
-    return bool(old) and new.startswith(old)
-
-
-def mapping_change(old: MappingFingerprint, new: MappingFingerprint, loaded: Sequence[str]) -> MappingChange:
-    """What a change from `old` to `new` means for the practices `loaded` in the definitions."""
-    active = new.practices or {}
-    tabs = tuple(tab for tab in new.tabs if not _same(old.tabs.get(tab), new.tabs[tab]))
-    live = [pid for pid in loaded if pid in active]
-    shared = any(tab in SHARED_TABS for tab in tabs)
-    notes: tuple[str, ...] = ()
-    if shared:
-        practices = live
-    elif old.practices is None:
-        # Tab-level baseline: which practice's rows changed is unknown, so every one counts.
-        changed = APPOINTMENT_TYPES in tabs or PRACTICES in tabs
-        practices = live if changed else []
-        if changed:
-            notes = ("compared with the last materialization of mapping_config (tab level only)",)
-    else:
-        practices = [pid for pid in live if old.practices.get(pid) != active[pid]]
-    return MappingChange(
-        tabs=tabs, practices=tuple(practices), portal=shared,
-        to_load=tuple(pid for pid in active if pid not in loaded),
-        to_unload=tuple(pid for pid in loaded if pid not in active), notes=notes)
+def change_asset_keys(change: MappingChange, practices: Sequence[PracticeConfig],
+                      extra_keys: Sequence[AssetKey] = ()) -> list[AssetKey]:
+    keys = [MAPPING_ASSET_KEY, *([PORTAL_SETUP_KEY] if change.portal else [])]
+    for practice in practices:
+        if practice.practice_id in change.practices:
+            keys += [practice_asset_key(practice, "deals"), practice_asset_key(practice, "contact_rollups"),
+                     sync_asset_key(practice)]
+    if change.practices:
+        keys += [key for key in extra_keys if key not in keys]
+    return keys
 
 
 def materialized_fingerprint(instance: DagsterInstance) -> MappingFingerprint | None:
@@ -184,7 +106,8 @@ def build_config_change_sensor(
     """The sensor for the practices loaded in the definitions; it reads the mapping through the `mapping`
     resource. `extra_keys` (e.g. the KPI assets) join every run that re-processes a practice."""
     loaded = [p.practice_id for p in practices]
-    every_key = MappingChange(tabs=(), practices=tuple(loaded), portal=True).asset_keys(practices, extra_keys)
+    every_key = change_asset_keys(MappingChange(tabs=(), practices=tuple(loaded), portal=True), practices,
+                                  extra_keys)
 
     @sensor(name=name, target=AssetSelection.assets(*every_key), default_status=default_status,
             minimum_interval_seconds=minimum_interval_seconds,
@@ -220,7 +143,7 @@ def build_config_change_sensor(
             # Shown on the run in the UI: the one thing the sensor cannot do itself.
             tags[RELOAD_TAG] = ",".join((*change.to_load, *change.to_unload))
         request = RunRequest(run_key=f"mapping-{seq}-{new.content_hash[:16]}",
-                             asset_selection=change.asset_keys(practices, extra_keys), tags=tags)
+                             asset_selection=change_asset_keys(change, practices, extra_keys), tags=tags)
         return SensorResult(run_requests=[request], cursor=_dump(new, seq))
 
     return mapping_config_change

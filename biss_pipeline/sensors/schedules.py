@@ -19,11 +19,14 @@ from dagster import (
     schedule,
 )
 
-from biss_pipeline.config.practices import PracticeConfig
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-TIMEZONE = "Europe/Berlin"
+from biss_pipeline.domain.mapping.practices import PracticeConfig
+from biss_pipeline.keys import (
+    BOOKING_LOOKAHEAD_DAYS,
+    PRACTICE_TAG,
+    PRACTICE_TIMEZONE,
+    SYNC_KIND_TAG,
+    window_tags,
+)
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,7 @@ class SyncWindows:
     nightly_cron: str = "15 2 * * *"
     nightly_days_back: int = 14
     # bookings ahead of today change too ("nothing booked ahead" decides lost deals)
-    days_ahead: int = 60
-
-
-def window_tags(first: dt.date, last: dt.date) -> dict[str, str]:
-    return {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
+    days_ahead: int = BOOKING_LOOKAHEAD_DAYS
 
 
 def sync_window(tick: dt.datetime, days_back: int, days_ahead: int,
@@ -57,18 +56,18 @@ def build_practice_schedules(practice: PracticeConfig, job_name: str,
         first, last = sync_window(tick, days_back, windows.days_ahead, practice.history_start)
         return RunRequest(
             run_key=f"{pid}-{kind}-{tick.isoformat()}",
-            tags={**window_tags(first, last), "practice": pid, "sync": kind},
+            tags={**window_tags(first, last), PRACTICE_TAG: pid, SYNC_KIND_TAG: kind},
         )
 
     @schedule(name=f"{pid}_incremental_sync", job_name=job_name, cron_schedule=windows.incremental_cron,
-              execution_timezone=TIMEZONE, default_status=DefaultScheduleStatus.STOPPED,
+              execution_timezone=PRACTICE_TIMEZONE, default_status=DefaultScheduleStatus.STOPPED,
               description=f"{practice.name}: sync the last {windows.incremental_days_back} day(s) and "
                           f"{windows.days_ahead} days of bookings ahead.")
     def incremental(context: ScheduleEvaluationContext) -> RunRequest:
         return request(context, "incremental", windows.incremental_days_back)
 
     @schedule(name=f"{pid}_nightly_resync", job_name=job_name, cron_schedule=windows.nightly_cron,
-              execution_timezone=TIMEZONE, default_status=DefaultScheduleStatus.STOPPED,
+              execution_timezone=PRACTICE_TIMEZONE, default_status=DefaultScheduleStatus.STOPPED,
               description=f"{practice.name}: re-sync the trailing {windows.nightly_days_back} days to "
                           "catch late edits in Ivoris.")
     def nightly(context: ScheduleEvaluationContext) -> RunRequest:

@@ -8,12 +8,12 @@ import pytest
 import sqlalchemy as sa
 
 from biss_emulators.ivoris import IvorisEmulator
-from biss_pipeline.assets.deals import DealRules, refresh_deals
-from biss_pipeline.logic.deals import DealSettings
-from biss_pipeline.logic.entry_rules import EntryRule
+from biss_pipeline.domain.deals.entry_rules import EntryRule
+from biss_pipeline.domain.deals.refresh import DealRules, refresh_deals
+from biss_pipeline.domain.deals.rules import DealSettings
+from biss_pipeline.domain.staging.rules import stage_appointments, stage_document_entries, stage_patients
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.staging import stage_appointments, stage_document_entries, stage_patients
-from biss_pipeline.warehouse import schema
 from tests.assets.test_ivoris_raw import RANGE_END, RANGE_START, extract
 
 ROLES = {1: "lead", 10: "lead", 13: "lead", 2: "followup", 11: "followup", 14: "ignore"}

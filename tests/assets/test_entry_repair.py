@@ -12,8 +12,8 @@ from dagster._core.instance_for_test import instance_for_test
 
 from biss_emulators.ivoris import IvorisEmulator
 from biss_pipeline.definitions import build_definitions
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.warehouse import schema
 from tests.assets.test_ivoris_raw import RANGE_END, RANGE_START, range_tags
 
 

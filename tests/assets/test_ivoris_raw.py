@@ -12,8 +12,8 @@ from dagster._core.instance_for_test import instance_for_test
 
 from biss_emulators.ivoris import IvorisEmulator
 from biss_pipeline.definitions import build_definitions
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.warehouse import schema
 
 RANGE_START, RANGE_END = dt.date(2026, 6, 22), dt.date(2026, 7, 3)
 RAW_TABLES = (schema.raw_appointments, schema.raw_patients, schema.raw_document_entries,

@@ -17,15 +17,13 @@ import yaml
 from dagster import AssetsDefinition, RunConfig, materialize
 
 from biss_emulators.ivoris import IvorisEmulator
-from biss_pipeline.assets.deals import build_practice_deal_assets, deals_asset_key
+from biss_pipeline.assets.deals import build_practice_deal_assets
 from biss_pipeline.assets.migration_import import (
     HistoricalImportConfig,
     build_migration_import_assets,
-    migration_import_asset_key,
 )
-from biss_pipeline.config.practices import ConfigError, PracticeConfig, load_mapping_tabs
-from biss_pipeline.definitions import deal_rules_for
-from biss_pipeline.migration_import import (
+from biss_pipeline.domain.mapping.practices import ConfigError, PracticeConfig, load_mapping_tabs
+from biss_pipeline.domain.migration.csv_import import (
     APPOINTMENTS,
     DOCUMENT_ENTRIES,
     PATIENTS,
@@ -36,10 +34,12 @@ from biss_pipeline.migration_import import (
     read_export,
     run_import,
 )
+from biss_pipeline.domain.paths import PROJECT_ROOT
+from biss_pipeline.domain.warehouse import schema
+from biss_pipeline.domain.warehouse.store import Warehouse, dispose_engine
+from biss_pipeline.keys import practice_asset_key
 from biss_pipeline.resources.mapping import MappingResource
-from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource, dispose_engine
-from biss_pipeline.settings import PROJECT_ROOT
-from biss_pipeline.warehouse import schema
+from biss_pipeline.resources.warehouse import WarehouseResource
 
 # The tiny emulator dataset runs 2026-06-17 .. 06-30 with bookings two weeks ahead. With API
 # extraction starting 06-27, the export's earlier days are the history to import.
@@ -227,14 +227,13 @@ def test_the_deals_asset_picks_up_the_imported_history(sqlite_url: str, emulator
     seed_appointment_types(warehouse, emulator)
     run_asset(sqlite_url, sample.config())
 
-    deals = build_practice_deal_assets(
-        PRACTICE, lambda context, practice: deal_rules_for(context.resources.mapping.load(), practice),
-        upstream=[])
+    deals = build_practice_deal_assets(PRACTICE, upstream=[])
     result = materialize(deals, resources={"warehouse": WarehouseResource(url=sqlite_url),
                                            "mapping": MappingResource(path=str(MAPPING_FILE))})
 
     assert result.success
-    assert deals_asset_key(PRACTICE) in {e.asset_key for e in result.get_asset_materialization_events()}
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert practice_asset_key(PRACTICE, "deals") in materialized
     history = {f"MB_{a['id']}" for a in sample.in_history(sample.appointments, "start")}
     in_deals = keys(warehouse, schema.deal_appointments, "appointment_key")
     assert in_deals and in_deals <= history
@@ -400,6 +399,6 @@ def test_the_factory_gives_every_practice_its_own_asset() -> None:
     practices = MappingResource(path=str(MAPPING_FILE)).load().active_practices
     assets = build_migration_import_assets(practices)
     for practice, asset in zip(practices, assets, strict=True):
-        assert asset.key == migration_import_asset_key(practice)
+        assert asset.key == practice_asset_key(practice, "historical_import")
         assert asset.group_names_by_key[asset.key] == f"migration_{practice.practice_id}"
         assert {"warehouse", "mapping"} <= asset.required_resource_keys

@@ -11,28 +11,27 @@ from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, Definitions, ma
 from hubspot.crm.objects import SimplePublicObjectInput, SimplePublicObjectInputForCreate
 
 from biss_emulators.hubspot import HubSpotEmulator
-from biss_pipeline.assets.hubspot import HUBSPOT_POOL, build_hubspot_assets, sync_asset_key
-from biss_pipeline.checks.hubspot import (
-    CheckOutcome,
+from biss_pipeline.assets.hubspot import build_hubspot_assets
+from biss_pipeline.checks.hubspot import build_hubspot_checks
+from biss_pipeline.checks.quarantine import build_quarantine_checks
+from biss_pipeline.domain.deals.rules import STAGE_LABELS, Stage
+from biss_pipeline.domain.hubspot import sync_practice
+from biss_pipeline.domain.hubspot.client import HubSpotClient
+from biss_pipeline.domain.hubspot.close_duplicates import RemediationError, remediate_practice
+from biss_pipeline.domain.hubspot.model import SyncMapping
+from biss_pipeline.domain.hubspot.remediation import REASON_PROPERTY
+from biss_pipeline.domain.hubspot.verification import (
     Reconciliation,
-    build_hubspot_checks,
     check_duplicates,
     check_reconciliation,
     load_practice_deals,
     search_practice_objects,
 )
-from biss_pipeline.checks.quarantine import build_quarantine_checks
-from biss_pipeline.jobs.remediation import (
-    JOB_NAME,
-    RemediationError,
-    build_remediation_job,
-    remediate_practice,
-)
-from biss_pipeline.logic.deals import STAGE_LABELS, Stage
-from biss_pipeline.remediation import REASON_PROPERTY
-from biss_pipeline.resources.hubspot import HubSpotClient
-from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
-from biss_pipeline.sync import sync_practice
+from biss_pipeline.domain.verdicts import CheckOutcome, Severity
+from biss_pipeline.domain.warehouse.store import Warehouse
+from biss_pipeline.jobs.remediation import JOB_NAME, build_remediation_job
+from biss_pipeline.keys import HUBSPOT_POOL, sync_asset_key
+from biss_pipeline.resources.warehouse import WarehouseResource
 from tests.checks.helpers import (
     add_old_automation_deal,
     contact_id_by_key,
@@ -54,6 +53,8 @@ class Practice:
 
 
 DEPS = {PID: [AssetKey([PID, "deals"]), AssetKey([PID, "contact_rollups"])]}
+# The sync's built-in defaults (pipeline "Behandlungspfad"), for assets, checks and remediation alike.
+DEFAULT_MAPPING = SyncMapping()
 
 
 def _lost_stage(emu: HubSpotEmulator) -> tuple[str, str]:
@@ -64,8 +65,9 @@ def _lost_stage(emu: HubSpotEmulator) -> tuple[str, str]:
 
 def _sync_and_check(emu: HubSpotEmulator, sqlite_url: str) -> dict[str, Any]:
     """Materialize portal setup and the practice sync with its checks; the check evaluations by name."""
-    assets = build_hubspot_assets([Practice(PID)], DEPS)
-    result = materialize([*assets, *build_hubspot_checks([PID])], resources=resources(emu, sqlite_url))
+    assets = build_hubspot_assets([Practice(PID)], DEPS, sync_mapping=DEFAULT_MAPPING)
+    checks = build_hubspot_checks([PID], sync_mapping=DEFAULT_MAPPING)
+    result = materialize([*assets, *checks], resources=resources(emu, sqlite_url))
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(evaluations) == {"duplicate_deals", "ledger_reconciliation"}
@@ -74,7 +76,8 @@ def _sync_and_check(emu: HubSpotEmulator, sqlite_url: str) -> dict[str, Any]:
 
 
 def _remediate(emu: HubSpotEmulator, sqlite_url: str, **config: Any) -> dict[str, Any]:
-    defs = Definitions(jobs=[build_remediation_job([PID])], resources=resources(emu, sqlite_url))
+    defs = Definitions(jobs=[build_remediation_job([PID], DEFAULT_MAPPING)],
+                       resources=resources(emu, sqlite_url))
     run_config = {"ops": {"close_duplicate_deals": {"config": config}}} if config else None
     result = defs.resolve_job_def(JOB_NAME).execute_in_process(run_config=run_config)
     assert result.success
@@ -173,7 +176,7 @@ def test_old_automation_deal_next_to_a_closed_journey_is_flagged_but_not_closed(
 
     outcome, findings = check_duplicates(make_client(emu), PID)
 
-    assert not outcome.passed and outcome.severity == AssetCheckSeverity.WARN
+    assert not outcome.passed and outcome.severity == Severity.WARN
     assert list(findings.keyless_open) == [old]
     report = remediate_practice(make_client(emu), warehouse, PID, dry_run=False)
     assert report.plan.closures == ()
@@ -194,7 +197,8 @@ def test_the_resource_dry_run_wins_over_the_job_config(
     row = _open_deals(seed)[0]
     copy = inject_same_key_duplicate(emu, row["deal_key"], contact_id_by_key(emu, row["patient_key"]))
     defs = Definitions(
-        jobs=[build_remediation_job([PID])], resources=resources(emu, sqlite_url, dry_run=True)
+        jobs=[build_remediation_job([PID], DEFAULT_MAPPING)],
+        resources=resources(emu, sqlite_url, dry_run=True),
     )
 
     since = len(emu.request_log)
@@ -208,7 +212,8 @@ def test_the_resource_dry_run_wins_over_the_job_config(
 
 
 def test_the_job_refuses_practices_it_was_not_built_for(emu: HubSpotEmulator, sqlite_url: str) -> None:
-    defs = Definitions(jobs=[build_remediation_job([PID])], resources=resources(emu, sqlite_url))
+    defs = Definitions(jobs=[build_remediation_job([PID], DEFAULT_MAPPING)],
+                       resources=resources(emu, sqlite_url))
 
     result = defs.resolve_job_def(JOB_NAME).execute_in_process(
         run_config={"ops": {"close_duplicate_deals": {"config": {"practice_ids": ["xx"]}}}},
@@ -219,12 +224,12 @@ def test_the_job_refuses_practices_it_was_not_built_for(emu: HubSpotEmulator, sq
 
 
 def test_wiring_with_the_sync_assets(emu: HubSpotEmulator, sqlite_url: str) -> None:
-    checks = build_hubspot_checks(["mb", "rb"])
+    checks = build_hubspot_checks(["mb", "rb"], sync_mapping=DEFAULT_MAPPING)
     quarantine = build_quarantine_checks(["mb", "rb"])
     defs = Definitions(
-        assets=build_hubspot_assets([Practice("mb"), Practice("rb")], {}),
+        assets=build_hubspot_assets([Practice("mb"), Practice("rb")], {}, sync_mapping=DEFAULT_MAPPING),
         asset_checks=[*checks, *quarantine],
-        jobs=[build_remediation_job(["mb", "rb"])],
+        jobs=[build_remediation_job(["mb", "rb"], DEFAULT_MAPPING)],
         resources=resources(emu, sqlite_url),
     )
     Definitions.validate_loadable(defs)
@@ -282,7 +287,7 @@ def test_an_object_archived_behind_the_ledgers_back_fails_the_check(
 
     outcome, _ = _reconcile(emu, warehouse)
 
-    assert not outcome.passed and outcome.severity == AssetCheckSeverity.ERROR
+    assert not outcome.passed and outcome.severity == Severity.ERROR
     assert outcome.metadata["deals_missing"] == 1 and outcome.metadata["contacts_missing"] == 1
     assert outcome.metadata["details"]["deals"]["missing_keys"] == [key]
     assert outcome.metadata["details"]["contacts"]["missing_keys"] == [patient]
@@ -304,7 +309,7 @@ def test_property_drift_warns_with_property_names_only(
 
     outcome, _ = _reconcile(emu, warehouse)
 
-    assert not outcome.passed and outcome.severity == AssetCheckSeverity.WARN
+    assert not outcome.passed and outcome.severity == Severity.WARN
     assert outcome.metadata["details"]["deals"]["drifted"] == {deal_key: ["dealname"]}
     assert outcome.metadata["details"]["contacts"]["drifted"] == {patient: ["firstname"]}
     assert "Handeintrag" not in str(outcome.metadata) and "umbenannt" not in str(outcome.metadata)
@@ -340,7 +345,7 @@ def test_unknown_objects_with_a_practice_key_warn(
 
     outcome, _ = _reconcile(emu, warehouse)
 
-    assert not outcome.passed and outcome.severity == AssetCheckSeverity.WARN
+    assert not outcome.passed and outcome.severity == Severity.WARN
     assert outcome.metadata["details"]["contacts"]["unknown"] == [{"id": created.id, "key": "MB_P9999"}]
 
 
@@ -389,5 +394,5 @@ def test_reconciliation_on_both_warehouse_backends(emu: HubSpotEmulator, warehou
 
     outcome, _ = _reconcile(emu, warehouse)
 
-    assert outcome.severity == AssetCheckSeverity.ERROR
+    assert outcome.severity == Severity.ERROR
     assert outcome.metadata["details"]["deals"]["missing_keys"] == [key]

@@ -8,8 +8,8 @@ from typing import Any
 from dagster import AssetCheckSeverity, AssetKey, Definitions
 
 from biss_pipeline.checks.quarantine import build_quarantine_checks
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.warehouse import schema
 
 
 def _row(day: int, entity: str, stage: str, key: str, reason: str, practice: str = "mb") -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from biss_pipeline.remediation import (
+from biss_pipeline.domain.hubspot.remediation import (
     OLD_AUTOMATION,
     REASON_PROPERTY,
     SAME_KEY,

@@ -14,17 +14,17 @@ import requests
 from google.auth.exceptions import RefreshError
 
 from biss_emulators.sheets import SheetsEmulator, grid_from_records, render_cell
-from biss_pipeline.config.mapping import MappingConfig, parse_mapping
-from biss_pipeline.config.practices import ConfigError, load_mapping_tabs
-from biss_pipeline.config.sources import (
+from biss_pipeline.domain.mapping.config import MappingConfig, parse_mapping
+from biss_pipeline.domain.mapping.practices import ConfigError, load_mapping_tabs
+from biss_pipeline.domain.mapping.sources import (
     GoogleSheetMappingSource,
     LocalMappingSource,
     MappingSourceError,
     google_http_client,
     records_from_values,
 )
+from biss_pipeline.domain.paths import PROJECT_ROOT
 from biss_pipeline.resources.mapping import MappingResource
-from biss_pipeline.settings import PROJECT_ROOT
 
 SHIPPED = PROJECT_ROOT / "config" / "mapping.yaml"
 CREDENTIALS_ENV = "TEST_BISS_GSHEET_CREDENTIALS"

@@ -13,19 +13,19 @@ from hypothesis import strategies as st
 
 from biss_emulators.ivoris import APPOINTMENT_TYPES, IvorisEmulator, resolve_size
 from biss_emulators.ivoris.catalogue import CODES, TEXT_CODE
-from biss_pipeline.config.mapping import (
+from biss_pipeline.domain.deals.entry_rules import classify_entries, match_entry_rule
+from biss_pipeline.domain.deals.rules import DEAL_ROLES, DealSettings, Stage
+from biss_pipeline.domain.mapping.config import (
     DEAL_ROLE_NAMES,
     DEFAULT_CONTACT_FIELDS,
     MappingConfig,
     check_types_mapped,
     parse_mapping,
 )
-from biss_pipeline.config.practices import ConfigError, load_mapping_tabs
-from biss_pipeline.config.sources import LocalMappingSource
-from biss_pipeline.logic.deals import DEAL_ROLES, DealSettings, Stage
-from biss_pipeline.logic.entry_rules import classify_entries, match_entry_rule
+from biss_pipeline.domain.mapping.practices import ConfigError, load_mapping_tabs
+from biss_pipeline.domain.mapping.sources import LocalMappingSource
+from biss_pipeline.domain.paths import PROJECT_ROOT
 from biss_pipeline.resources.mapping import MappingResource
-from biss_pipeline.settings import PROJECT_ROOT
 
 SHIPPED = PROJECT_ROOT / "config" / "mapping.yaml"
 PRACTICE_IDS = ("mb", "rb", "le")

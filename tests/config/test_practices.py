@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from biss_pipeline.config.practices import ConfigError, load_practices, parse_practices
-from biss_pipeline.settings import PROJECT_ROOT
+from biss_pipeline.domain.mapping.practices import ConfigError, load_practices, parse_practices
+from biss_pipeline.domain.paths import PROJECT_ROOT
 
 GOOD = {"id": "mb", "name": "Praxis Magdeburg", "key_prefix": "MB_",
         "ivoris_base_url": "https://ivoris.mb.example/api/", "api_key_env": "IVORIS_API_KEY_MB",

@@ -37,18 +37,20 @@ from dagster._core.instance_for_test import instance_for_test
 
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
-from biss_pipeline.assets.hubspot import PORTAL_SETUP_KEY, sync_asset_key
-from biss_pipeline.definitions import build_definitions, sync_mapping_for
-from biss_pipeline.resources.hubspot import HubSpotClient, HubSpotResource
+from biss_pipeline.definitions import build_definitions
+from biss_pipeline.domain.hubspot.client import HubSpotClient
+from biss_pipeline.domain.hubspot.desired import DesiredState, desired_state, read_snapshot
+from biss_pipeline.domain.hubspot.diff import CONFIRMED_STATUSES
+from biss_pipeline.domain.hubspot.model import ASSOCIATION_KINDS, OBJECT_KINDS, SyncMapping
+from biss_pipeline.domain.hubspot.payloads import association_hash, association_key
+from biss_pipeline.domain.hubspot.portal import ensure_portal, portal_spec
+from biss_pipeline.domain.warehouse import schema
+from biss_pipeline.domain.warehouse.store import dispose_engine
+from biss_pipeline.keys import PORTAL_SETUP_KEY, sync_asset_key
+from biss_pipeline.resources.hubspot import HubSpotResource
 from biss_pipeline.resources.ivoris import IvorisResource
 from biss_pipeline.resources.mapping import MappingResource
-from biss_pipeline.resources.warehouse import WarehouseResource, dispose_engine
-from biss_pipeline.sync.desired import DesiredState, desired_state, read_snapshot
-from biss_pipeline.sync.diff import CONFIRMED_STATUSES
-from biss_pipeline.sync.model import ASSOCIATION_KINDS, OBJECT_KINDS
-from biss_pipeline.sync.payloads import association_hash, association_key
-from biss_pipeline.sync.portal import ensure_portal, portal_spec
-from biss_pipeline.warehouse import schema
+from biss_pipeline.resources.warehouse import WarehouseResource
 from tests.conftest import write_mapping_for
 
 PRACTICE = "mb"
@@ -253,7 +255,7 @@ def desired(emu: HubSpotEmulator, warehouse_url: str, mapping_file: Path) -> Des
     """What the warehouse wants in HubSpot, with the portal's pipeline and stage ids (as the sync
     computes it; read-only)."""
     snapshot = read_snapshot(WarehouseResource(url=warehouse_url).get(), PRACTICE)
-    mapping = sync_mapping_for(MappingResource(path=str(mapping_file)).load())
+    mapping = SyncMapping.from_mapping(MappingResource(path=str(mapping_file)).load())
     portal = ensure_portal(HubSpotClient(TOKEN, emu.base_url),
                            portal_spec(mapping, snapshot.buckets, snapshot.categories), dry_run=True)
     assert not portal.planned, f"the portal is incomplete: {portal.planned}"

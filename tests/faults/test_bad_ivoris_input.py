@@ -36,14 +36,14 @@ from dagster import (
 from dagster._core.instance_for_test import instance_for_test
 
 from biss_emulators.ivoris import IvorisEmulator
-from biss_pipeline.assets import ivoris_raw
-from biss_pipeline.assets.ivoris_raw import raw_asset_key
-from biss_pipeline.assets.staging import staging_asset_key
+from biss_pipeline.assets import ivoris as ivoris_assets
 from biss_pipeline.definitions import build_definitions
+from biss_pipeline.domain.warehouse import schema
+from biss_pipeline.domain.warehouse.store import dispose_engine
+from biss_pipeline.keys import practice_asset_key
 from biss_pipeline.resources.ivoris import IvorisResource
 from biss_pipeline.resources.mapping import MappingResource
-from biss_pipeline.resources.warehouse import WarehouseResource, dispose_engine
-from biss_pipeline.warehouse import schema
+from biss_pipeline.resources.warehouse import WarehouseResource
 from tests.conftest import write_mapping_for
 
 pytestmark = pytest.mark.faults
@@ -496,9 +496,9 @@ def definitions(mapping_file: Path) -> Definitions:
     resources[practice.resource_key] = IvorisResource(
         practice_id=PRACTICE, base_url=practice.ivoris_base_url, api_key=EnvVar(practice.api_key_env),
         chunk_days=CHUNK_DAYS, max_attempts=3, backoff_initial_s=0.05, backoff_max_s=0.2, timeout_s=10.0)
-    raw = [raw_asset_key(practice, n) for n in ("raw_appointments", "raw_patients", "raw_document_entries",
-                                                "raw_repaired_document_entries")]
-    staging = [staging_asset_key(practice, n) for n in ("stg_patients", "stg_appointments",
+    raw = [practice_asset_key(practice, n) for n in (
+        "raw_appointments", "raw_patients", "raw_document_entries", "raw_repaired_document_entries")]
+    staging = [practice_asset_key(practice, n) for n in ("stg_patients", "stg_appointments",
                                                         "stg_document_entries")]
     job = define_asset_job(JOB, selection=AssetSelection.assets(*raw, *staging))
     return Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=[*(defs.jobs or []), job],
@@ -537,7 +537,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             base_db = directory / "base.sqlite"
             base_url = f"sqlite:///{base_db}"
             mp.setenv("BISS_WAREHOUSE_URL", base_url)
-            mp.setattr(ivoris_raw, "IVORIS_RETRY_POLICY", FAST_RETRIES)
+            mp.setattr(ivoris_assets, "IVORIS_RETRY_POLICY", FAST_RETRIES)
             defs = definitions(write_mapping_for(emu, directory / "mapping.yaml"))
             assert defs.resolve_job_def("refresh_reference_data").execute_in_process(
                 instance=instance, run_config=QUIET).success

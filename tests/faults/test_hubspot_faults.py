@@ -13,8 +13,8 @@ import pytest
 from dagster._core.instance_for_test import instance_for_test
 
 from biss_emulators.hubspot import HubSpotEmulator
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.warehouse import schema
 from tests.faults.conftest import (
     SYNC_JOB,
     TOKEN,

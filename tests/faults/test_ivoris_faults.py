@@ -17,8 +17,8 @@ from dagster._core.instance_for_test import instance_for_test
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
 from biss_pipeline.demo import hubspot_write_calls
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.warehouse import schema
 from tests.faults.conftest import (
     PRACTICE,
     Reference,

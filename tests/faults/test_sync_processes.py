@@ -22,7 +22,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from biss_emulators.hubspot import HubSpotEmulator
-from biss_pipeline.settings import PROJECT_ROOT
+from biss_pipeline.domain.paths import PROJECT_ROOT
 from tests.faults.conftest import (
     SYNC_JOB,
     Reference,

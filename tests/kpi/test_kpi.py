@@ -9,7 +9,7 @@ from datetime import date, datetime
 import pandas as pd
 import pytest
 
-from biss_pipeline import kpi
+from biss_pipeline.domain.kpi import metrics as kpi
 
 D = date.fromisoformat
 

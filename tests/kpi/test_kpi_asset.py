@@ -9,9 +9,12 @@ import pytest
 import sqlalchemy as sa
 from dagster import AssetKey, materialize
 
-from biss_pipeline.assets.kpi import KPI_TABLES, REPORT_KEY, build_kpi_assets, kpi_asset_key, kpi_headline
-from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
-from biss_pipeline.warehouse import schema
+from biss_pipeline.assets.kpi import REPORT_KEY, build_kpi_assets
+from biss_pipeline.domain.kpi.store import KPI_TABLES, kpi_headline
+from biss_pipeline.domain.warehouse import schema
+from biss_pipeline.domain.warehouse.store import Warehouse
+from biss_pipeline.keys import kpi_asset_key
+from biss_pipeline.resources.warehouse import WarehouseResource
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 UTC = dt.UTC

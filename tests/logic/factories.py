@@ -7,7 +7,13 @@ from datetime import date, datetime, time, timedelta
 
 import pandas as pd
 
-from biss_pipeline.logic import DealComputation, DealSettings, EntryRule, classify_entries, compute_deals
+from biss_pipeline.domain.deals import (
+    DealComputation,
+    DealSettings,
+    EntryRule,
+    classify_entries,
+    compute_deals,
+)
 
 PATIENT = "MB_553"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from biss_pipeline.logic import contact_rollups
-from biss_pipeline.logic.deals import DealComputation
+from biss_pipeline.domain.deals import contact_rollups
+from biss_pipeline.domain.deals.rules import DealComputation
 from tests.logic.factories import A, E, appointments_frame, compute, day
 
 

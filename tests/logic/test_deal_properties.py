@@ -10,7 +10,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from biss_pipeline.logic import (
+from biss_pipeline.domain.deals import (
     DealComputation,
     DealSettings,
     classify_entries,

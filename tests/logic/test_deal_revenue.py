@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from biss_pipeline.logic import DealSettings, classify_entries, compute_deals
+from biss_pipeline.domain.deals import DealSettings, classify_entries, compute_deals
 from tests.logic.factories import RULES, A, E, appointments_frame, compute, day, deal, entries_frame, members
 
 LEAD_AND_TREATMENT = [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "treatment", "03-10", "completed")]

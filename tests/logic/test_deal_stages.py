@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from biss_pipeline.logic import DealSettings, Stage, classify_entries, compute_deals
+from biss_pipeline.domain.deals import DealSettings, Stage, classify_entries, compute_deals
 from tests.logic.factories import RULES, A, E, appointments_frame, compute, day, deal, entries_frame, members
 
 

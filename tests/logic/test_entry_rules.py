@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from biss_pipeline.logic import EntryRule, classify_entries, entry_rule_problems, unmatched_entries
+from biss_pipeline.domain.deals import EntryRule, classify_entries, entry_rule_problems, unmatched_entries
 from tests.logic.factories import RULES, E, entries_frame
 
 

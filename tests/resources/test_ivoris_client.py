@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from biss_emulators.ivoris import IvorisEmulator
 from biss_emulators.server import BackgroundServer
-from biss_pipeline.resources.ivoris import (
+from biss_pipeline.domain.ivoris.client import (
     IvorisClient,
     IvorisResponseError,
     IvorisUnavailableError,

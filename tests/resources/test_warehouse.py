@@ -12,8 +12,9 @@ from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from biss_pipeline.resources.warehouse import MIGRATIONS_DIR, WarehouseResource, current_revision
-from biss_pipeline.warehouse import schema
+from biss_pipeline.domain.warehouse import schema
+from biss_pipeline.domain.warehouse.store import MIGRATIONS_DIR, current_revision
+from biss_pipeline.resources.warehouse import WarehouseResource
 
 DAY1, DAY2, DAY3 = dt.date(2026, 3, 2), dt.date(2026, 3, 3), dt.date(2026, 3, 4)
 
@@ -40,7 +41,7 @@ def test_migrations_build_exactly_the_model_schema(warehouse_url: str) -> None:
 
 
 def test_migrating_twice_is_a_no_op(warehouse_url: str) -> None:
-    from biss_pipeline.resources.warehouse import migrate
+    from biss_pipeline.domain.warehouse.store import migrate
 
     warehouse = WarehouseResource(url=warehouse_url).get()
     warehouse.replace_partitions(schema.raw_appointments, "mb", DAY1, DAY1, [appointment(DAY1, 1)])

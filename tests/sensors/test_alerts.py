@@ -21,9 +21,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from biss_emulators.server import BackgroundServer
-from biss_pipeline.resources.ivoris import IvorisUnavailableError
+from biss_pipeline.domain.ivoris.client import IvorisUnavailableError
+from biss_pipeline.keys import window_tags
 from biss_pipeline.sensors.alerts import WEBHOOK_ENV, build_run_failure_alert_sensor, run_failure_alert_sensor
-from biss_pipeline.sensors.schedules import window_tags
 
 JUNE_1_TO_5 = window_tags(dt.date(2026, 6, 1), dt.date(2026, 6, 5))
 PERSONAL = "Erika Mustermann, geb. 1970-01-01, erika@example.org"

@@ -8,13 +8,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, Definitions, RetryPolicy, build_sensor_context
+from dagster import (
+    DagsterInstance,
+    DagsterInvalidConfigError,
+    DagsterRunStatus,
+    Definitions,
+    RetryPolicy,
+    build_sensor_context,
+)
 from dagster._core.test_utils import create_run_for_test
 
 from biss_emulators.ivoris import IvorisEmulator
-from biss_pipeline.assets import ivoris_raw
-from biss_pipeline.config.mapping import MappingConfig
+from biss_pipeline.assets import ivoris as ivoris_assets
 from biss_pipeline.definitions import build_definitions, pipeline_job_name
+from biss_pipeline.domain.mapping.config import MappingConfig
+from biss_pipeline.keys import window_tags
+from biss_pipeline.resources import ivoris_resource
 from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.sensors.catch_up import (
     CatchUpPlan,
@@ -23,7 +32,6 @@ from biss_pipeline.sensors.catch_up import (
     build_catch_up_sensor,
     build_catch_up_sensors,
 )
-from biss_pipeline.sensors.schedules import window_tags
 
 JUNE_1, JUNE_2, JUNE_5 = dt.date(2026, 6, 1), dt.date(2026, 6, 2), dt.date(2026, 6, 5)
 
@@ -33,7 +41,7 @@ def defs(mapping_file: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("BISS_WAREHOUSE_URL", sqlite_url)
     # The raw assets' step retries wait 30 s and more between attempts: right for production, far too
     # slow for a test that only needs the run to fail.
-    monkeypatch.setattr(ivoris_raw, "IVORIS_RETRY_POLICY", RetryPolicy(max_retries=0))
+    monkeypatch.setattr(ivoris_assets, "IVORIS_RETRY_POLICY", RetryPolicy(max_retries=0))
     return build_definitions(mapping_file)
 
 
@@ -60,11 +68,20 @@ def extract(defs: Definitions, instance: DagsterInstance, ivoris: IvorisEmulator
     return result.success
 
 
-def tick(sensor, instance: DagsterInstance, cursor: str | None = None):  # type: ignore[no-untyped-def]
-    return sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor))
+@pytest.fixture
+def tick(mapping: MappingConfig):  # type: ignore[no-untyped-def]
+    """One sensor evaluation with the code location's Ivoris resources (the probe is the resource's
+    own client)."""
+    resources = {p.resource_key: ivoris_resource(p) for p in mapping.active_practices}
+
+    def evaluate(sensor, instance: DagsterInstance, cursor: str | None = None):  # type: ignore[no-untyped-def]
+        context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+        return sensor.evaluate_tick(context)
+
+    return evaluate
 
 
-def test_windows_failed_during_an_outage_are_rerun_once_the_site_answers(
+def test_windows_failed_during_an_outage_are_rerun_once_the_site_answers(tick,
         defs: Definitions, instance: DagsterInstance, ivoris: IvorisEmulator, mapping: MappingConfig,
         monkeypatch: pytest.MonkeyPatch) -> None:
     ivoris.set_outage("mb", mode="503")
@@ -81,9 +98,10 @@ def test_windows_failed_during_an_outage_are_rerun_once_the_site_answers(
 
     ivoris.clear_outage("mb")
     monkeypatch.delenv("TEST_IVORIS_KEY_MB")  # the probe uses the key the practice's config names
-    no_key = tick(sensor, instance, down.cursor)
-    assert not no_key.run_requests
-    assert "environment variable TEST_IVORIS_KEY_MB is not set" in no_key.skip_message
+    # The probe is the resource's client: without its key the tick fails, naming the variable, and
+    # requests nothing.
+    with pytest.raises(DagsterInvalidConfigError, match="TEST_IVORIS_KEY_MB"):
+        tick(sensor, instance, down.cursor)
     monkeypatch.setenv("TEST_IVORIS_KEY_MB", ivoris.api_key("mb"))
 
     up = tick(sensor, instance, down.cursor)
@@ -116,7 +134,7 @@ def test_windows_failed_during_an_outage_are_rerun_once_the_site_answers(
     assert "1 made good by a later run" in waiting.skip_message
 
 
-def test_failures_that_were_no_outage_and_other_practices_are_left_alone(
+def test_failures_that_were_no_outage_and_other_practices_are_left_alone(tick,
         defs: Definitions, instance: DagsterInstance, ivoris: IvorisEmulator, mapping: MappingConfig) -> None:
     # A failed run without an Ivoris outage behind it (a bug would fail the re-run too) ...
     create_run_for_test(instance, job_name="pipeline_mb", status=DagsterRunStatus.FAILURE,
@@ -137,7 +155,7 @@ def test_failures_that_were_no_outage_and_other_practices_are_left_alone(
     assert request.tags["practice"] == "rb"
 
 
-def test_a_flapping_site_stops_the_catch_up_after_repeated_failed_attempts(
+def test_a_flapping_site_stops_the_catch_up_after_repeated_failed_attempts(tick,
         defs: Definitions, instance: DagsterInstance, ivoris: IvorisEmulator, mapping: MappingConfig) -> None:
     ivoris.set_outage("mb", mode="503")
     assert not extract(defs, instance, ivoris, JUNE_1, JUNE_1)

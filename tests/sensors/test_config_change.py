@@ -11,14 +11,10 @@ import yaml
 from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 
 from biss_pipeline.assets.mapping import mapping_config
-from biss_pipeline.config.practices import load_mapping_tabs
+from biss_pipeline.domain.mapping.practices import load_mapping_tabs
+from biss_pipeline.domain.paths import PROJECT_ROOT
 from biss_pipeline.resources.mapping import MappingResource
-from biss_pipeline.sensors.config_change import (
-    MappingFingerprint,
-    build_config_change_sensor,
-    mapping_change,
-)
-from biss_pipeline.settings import PROJECT_ROOT
+from biss_pipeline.sensors.config_change import MappingFingerprint, build_config_change_sensor, mapping_change
 
 Tabs = dict[str, list[dict[str, Any]]]
 MAPPING = AssetKey(["mapping_config"])

@@ -13,13 +13,13 @@ from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context
 from dagster._core.instance_for_test import instance_for_test
 
 from biss_emulators.ivoris import IvorisEmulator
-from biss_pipeline.config.practices import load_mapping_tabs
 from biss_pipeline.definitions import build_definitions
+from biss_pipeline.domain.mapping.practices import load_mapping_tabs
+from biss_pipeline.domain.paths import PROJECT_ROOT
+from biss_pipeline.domain.warehouse import schema
+from biss_pipeline.keys import window_tags
 from biss_pipeline.resources.ivoris import IvorisResource
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.sensors.schedules import window_tags
-from biss_pipeline.settings import PROJECT_ROOT
-from biss_pipeline.warehouse import schema
 
 HALLE = {"id": "hl", "name": "Zahnarztpraxis Halle", "key_prefix": "HL_",
          "ivoris_base_url": "http://127.0.0.1:8710/sites/hl", "api_key_env": "IVORIS_API_KEY_HL",

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 from dagster import build_schedule_context
 
-from biss_pipeline.config.practices import parse_practices
+from biss_pipeline.domain.mapping.practices import parse_practices
 from biss_pipeline.sensors.schedules import SyncWindows, build_practice_schedules
 
 [PRACTICE] = parse_practices([{"id": "mb", "name": "Magdeburg", "key_prefix": "MB_",

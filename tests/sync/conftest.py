@@ -9,8 +9,11 @@ import pytest
 from dagster import EnvVar
 
 from biss_emulators.hubspot import HubSpotEmulator
-from biss_pipeline.resources.hubspot import HubSpotClient, HubSpotResource, RetrySettings
-from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
+from biss_pipeline.domain.hubspot.client import HubSpotClient, RetrySettings
+from biss_pipeline.domain.warehouse.store import Warehouse
+from biss_pipeline.resources.hubspot import HubSpotResource
+from biss_pipeline.resources.mapping import MappingResource
+from biss_pipeline.resources.warehouse import WarehouseResource
 from tests.emulators.conftest_hubspot import TOKEN, emu, hubspot_server
 
 __all__ = ["TOKEN", "emu", "hubspot_server"]
@@ -20,10 +23,11 @@ FAST_RETRY = RetrySettings(max_retries=8, backoff_base_s=0.01, backoff_max_s=0.2
 
 
 def dagster_resources(emulator: HubSpotEmulator, sqlite_url: str, **options: object) -> dict[str, object]:
-    """`hubspot` (token from HUBSPOT_ACCESS_TOKEN, fast backoff) and `warehouse` for materialize()."""
+    """`hubspot` (token from HUBSPOT_ACCESS_TOKEN, fast backoff), `warehouse` and `mapping` (the shipped
+    mapping file; tests that want the sync's own defaults pass `sync_mapping=SyncMapping()`)."""
     hubspot = HubSpotResource(access_token=EnvVar("HUBSPOT_ACCESS_TOKEN"), host=emulator.base_url,
                               backoff_base_s=0.01, backoff_max_s=0.2, **options)
-    return {"hubspot": hubspot, "warehouse": WarehouseResource(url=sqlite_url)}
+    return {"hubspot": hubspot, "warehouse": WarehouseResource(url=sqlite_url), "mapping": MappingResource()}
 
 
 def make_client(emulator: HubSpotEmulator, **kwargs: object) -> HubSpotClient:

@@ -11,9 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from biss_emulators.hubspot import HubSpotEmulator
-from biss_pipeline.logic.deals import STAGE_LABELS, Stage
-from biss_pipeline.resources.warehouse import Warehouse
-from biss_pipeline.warehouse import schema
+from biss_pipeline.domain.deals.rules import STAGE_LABELS, Stage
+from biss_pipeline.domain.warehouse import schema
+from biss_pipeline.domain.warehouse.store import Warehouse
 
 BASE_DAY = dt.date(2026, 3, 2)
 MODIFIED = dt.datetime(2026, 3, 1, 10, 0, tzinfo=dt.UTC)

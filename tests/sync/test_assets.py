@@ -8,14 +8,10 @@ import pytest
 from dagster import AssetKey, Definitions, materialize
 
 from biss_emulators.hubspot import HubSpotEmulator
-from biss_pipeline.assets.hubspot import (
-    HUBSPOT_POOL,
-    PORTAL_SETUP_KEY,
-    build_hubspot_assets,
-    sync_asset_key,
-)
-from biss_pipeline.resources.warehouse import Warehouse
-from biss_pipeline.sync import SyncMapping
+from biss_pipeline.assets.hubspot import build_hubspot_assets
+from biss_pipeline.domain.hubspot import SyncMapping
+from biss_pipeline.domain.warehouse.store import Warehouse
+from biss_pipeline.keys import HUBSPOT_POOL, PORTAL_SETUP_KEY, sync_asset_key
 from tests.sync.conftest import TOKEN, dagster_resources
 from tests.sync.seed import Seed, ledger_rows, write_requests
 
@@ -39,7 +35,7 @@ def token(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_factory_builds_setup_and_one_sync_per_practice(sqlite_url: str, emu: HubSpotEmulator) -> None:
-    assets = build_hubspot_assets(PRACTICES, DEPS)
+    assets = build_hubspot_assets(PRACTICES, DEPS, sync_mapping=SyncMapping())
     defs = Definitions(assets=assets, resources=dagster_resources(emu, sqlite_url))
     graph = defs.resolve_asset_graph()
 
@@ -53,7 +49,7 @@ def test_materialize_syncs_and_a_rerun_writes_nothing(
 ) -> None:
     seed = Seed(patients=8).write(warehouse)
     Seed(practice_id="rb", prefix="RB_", patients=3).write(warehouse)
-    assets = build_hubspot_assets(PRACTICES, DEPS, mapping=lambda: SyncMapping(revenue_buckets=("goz",)))
+    assets = build_hubspot_assets(PRACTICES, DEPS, sync_mapping=SyncMapping(revenue_buckets=("goz",)))
 
     result = materialize(assets, resources=dagster_resources(emu, sqlite_url))
 
@@ -86,7 +82,7 @@ def test_dry_run_materialization_writes_nothing(
     sqlite_url: str, warehouse: Warehouse, emu: HubSpotEmulator
 ) -> None:
     seed = Seed(patients=5).write(warehouse)
-    assets = build_hubspot_assets(PRACTICES[:1], DEPS)
+    assets = build_hubspot_assets(PRACTICES[:1], DEPS, sync_mapping=SyncMapping())
 
     result = materialize(assets, resources=dagster_resources(emu, sqlite_url, dry_run=True))
 
@@ -107,7 +103,7 @@ def test_a_stopped_sync_fails_the_asset_with_its_counts(
     emu.token = "another-token"  # e.g. a revoked private app
 
     result = materialize(
-        build_hubspot_assets(PRACTICES[:1], DEPS)[1:],  # the sync asset alone
+        build_hubspot_assets(PRACTICES[:1], DEPS, sync_mapping=SyncMapping())[1:],  # the sync asset alone
         resources=dagster_resources(emu, sqlite_url),
         raise_on_error=False,
     )

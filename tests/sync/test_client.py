@@ -7,15 +7,15 @@ import socket
 import pytest
 
 from biss_emulators.hubspot import HubSpotEmulator
-from biss_pipeline.resources.hubspot import HubSpotClient, RateLimiter, RetrySettings
-from biss_pipeline.sync.api import (
+from biss_pipeline.domain.hubspot.api import (
     HubSpotApiError,
     HubSpotDailyLimitError,
     HubSpotTransientError,
     UpsertInput,
 )
-from biss_pipeline.sync.model import SyncMapping
-from biss_pipeline.sync.portal import ensure_portal, portal_spec
+from biss_pipeline.domain.hubspot.client import HubSpotClient, RateLimiter, RetrySettings
+from biss_pipeline.domain.hubspot.model import SyncMapping
+from biss_pipeline.domain.hubspot.portal import ensure_portal, portal_spec
 from tests.sync.conftest import TOKEN, make_client
 
 

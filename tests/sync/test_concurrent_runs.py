@@ -13,8 +13,8 @@ import threading
 from collections import Counter
 
 from biss_emulators.hubspot import HubSpotEmulator
+from biss_pipeline.domain.hubspot import SyncMapping, ensure_portal, portal_spec, sync_practice
 from biss_pipeline.resources.warehouse import WarehouseResource
-from biss_pipeline.sync import SyncMapping, ensure_portal, portal_spec, sync_practice
 from tests.sync.conftest import make_client
 from tests.sync.seed import Seed, portal_state
 from tests.sync.test_sync import _reference_state

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from biss_pipeline.sync.api import error_info, error_info_from_body
-from biss_pipeline.sync.diff import (
+from biss_pipeline.domain.hubspot.api import error_info, error_info_from_body
+from biss_pipeline.domain.hubspot.diff import (
     LedgerEntry,
     PlannedWrite,
     chunks,
@@ -19,7 +19,7 @@ from biss_pipeline.sync.diff import (
     plan_records,
     same_value,
 )
-from biss_pipeline.sync.model import (
+from biss_pipeline.domain.hubspot.model import (
     CONTACT_PROPERTIES,
     PipelineSpec,
     StageSpec,
@@ -28,7 +28,7 @@ from biss_pipeline.sync.model import (
     normalise_allowlist,
     slug,
 )
-from biss_pipeline.sync.payloads import (
+from biss_pipeline.domain.hubspot.payloads import (
     FLAG_EMAIL_INVALID,
     FLAG_EMAIL_SHARED,
     DesiredRecord,

@@ -8,8 +8,8 @@ from hubspot.crm.pipelines import PipelineStagePatchInput
 from hubspot.crm.properties import PropertyCreate
 
 from biss_emulators.hubspot import HubSpotEmulator
-from biss_pipeline.sync import PortalSetupError, SyncMapping, ensure_portal, portal_spec
-from biss_pipeline.sync.model import PipelineSpec, StageSpec, default_pipeline_spec
+from biss_pipeline.domain.hubspot import PortalSetupError, SyncMapping, ensure_portal, portal_spec
+from biss_pipeline.domain.hubspot.model import PipelineSpec, StageSpec, default_pipeline_spec
 from tests.sync.conftest import TOKEN, make_client
 from tests.sync.seed import write_requests
 

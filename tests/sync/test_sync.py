@@ -11,11 +11,19 @@ from hubspot import HubSpot
 from hubspot.crm.objects import SimplePublicObjectInputForCreate
 
 from biss_emulators.hubspot import HubSpotEmulator
-from biss_pipeline.resources.hubspot import RetrySettings
-from biss_pipeline.resources.warehouse import Warehouse, WarehouseResource
-from biss_pipeline.sync import SyncAborted, SyncEngine, SyncMapping, ensure_portal, portal_spec, sync_practice
-from biss_pipeline.sync.payloads import FLAG_EMAIL_CONFLICT, FLAG_EMAIL_INVALID, FLAG_EMAIL_SHARED
-from biss_pipeline.warehouse import schema
+from biss_pipeline.domain.hubspot import (
+    SyncAborted,
+    SyncEngine,
+    SyncMapping,
+    ensure_portal,
+    portal_spec,
+    sync_practice,
+)
+from biss_pipeline.domain.hubspot.client import RetrySettings
+from biss_pipeline.domain.hubspot.payloads import FLAG_EMAIL_CONFLICT, FLAG_EMAIL_INVALID, FLAG_EMAIL_SHARED
+from biss_pipeline.domain.warehouse import schema
+from biss_pipeline.domain.warehouse.store import Warehouse
+from biss_pipeline.resources.warehouse import WarehouseResource
 from tests.emulators.conftest_hubspot import add_unique_property
 from tests.sync.conftest import TOKEN, make_client
 from tests.sync.seed import Seed, ledger_rows, portal_state, set_deal_stage, update_rows, write_requests
