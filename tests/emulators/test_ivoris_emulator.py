@@ -835,3 +835,22 @@ def test_cli_arguments() -> None:
     with pytest.raises(ValueError):
         IvorisEmulator(host="0.0.0.0")
 
+
+def test_cli_sets_the_lie_knobs_and_leaves_them_off_by_default() -> None:
+    parser = argparse.ArgumentParser()
+    ivoris_cli.add_arguments(parser)
+    assert ivoris_cli.faults_from_args(parser.parse_args([])) == FaultConfig()
+    args = parser.parse_args([
+        "--short-page-rate", "0.1", "--wide-short-page-rate", "0.2", "--wide-after-days", "7",
+        "--wide-after-page-size", "none", "--phantom-total-extra", "617", "--total-drift-rate", "0.3",
+        "--total-drift-max", "4", "--paged-lists-page-size", "50", "--html-200-rate", "0.04",
+        "--truncated-json-rate", "0.05", "--non-integer-id-rate", "0.06", "--non-integer-id-references",
+        "--lie-sites", "mb,rb", "--lie-routes", "/appointments,/document-entries"])
+    assert ivoris_cli.faults_from_args(args) == FaultConfig(
+        short_page_rate=0.1, wide_short_page_rate=0.2, wide_after_days=7, wide_after_page_size=None,
+        phantom_total_extra=617, total_drift_rate=0.3, total_drift_max=4, paged_lists_page_size=50,
+        html_200_rate=0.04, truncated_json_rate=0.05, non_integer_id_rate=0.06,
+        non_integer_id_references=True, lie_sites=("mb", "rb"),
+        lie_routes=("/appointments", "/document-entries"))
+    with pytest.raises(ValueError):
+        ivoris_cli.faults_from_args(parser.parse_args(["--lie-routes", "/nope"]))
