@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import json
 import threading
@@ -127,8 +128,8 @@ class Stats:
 
 @dataclass(frozen=True)
 class Call:
-    """One site request as the handlers see it: the fault config is read once, so a knob flipped
-    mid-request cannot make one answer half faulty."""
+    """One site request as the handlers see it, with a copy of the fault config taken when the
+    answer starts: a knob flipped mid-request cannot make one answer half faulty."""
 
     site: SiteInfo
     route: str
@@ -169,6 +170,7 @@ class IvorisService:
         self._fault_rng = Random(0)
         self._dup_key = derive_seed(seed, "duplicates")
         self._stale_key = derive_seed(seed, "stale")
+        self._default_fault_seed = derive_seed(seed, "faults")
         self._non_integer = lies.NonIntegerIds(seed)
         self._attempts: LruCache[str, list[int]] = LruCache(ATTEMPT_MEMORY)
         self._injections: list[Injection] = []
@@ -274,6 +276,7 @@ class IvorisService:
         if injection is not None and injection.body is not None:
             return _injected(injection, injection.body)
         call = self._call(site, route, request, faults)
+        faults = call.faults
         # An injection is a test's deliberate answer: seeded garbling on top would blur what it tests.
         garble = injection is None and call.lies
         if garble and faults.html_200_rate > 0 and self._chance(call, "html-200") < faults.html_200_rate:
@@ -293,6 +296,7 @@ class IvorisService:
         return Response(body, status_code=200, media_type="application/json")
 
     def _call(self, site: SiteInfo, route: str, request: Request, faults: FaultConfig) -> Call:
+        faults = copy.copy(faults)
         path = dict(request.path_params)
         in_scope = faults.lies_apply(site.site_id, route)
         keyed = in_scope and (faults.transient_on or faults.wide_short_page_rate > 0)
@@ -341,7 +345,7 @@ class IvorisService:
         return None
 
     def _fault_seed(self, faults: FaultConfig) -> int:
-        return faults.seed if faults.seed is not None else derive_seed(self._seed, "faults")
+        return faults.seed if faults.seed is not None else self._default_fault_seed
 
     def _draw(self, faults: FaultConfig) -> float:
         with self._fault_lock:
