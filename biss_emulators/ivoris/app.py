@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import json
 import threading
@@ -21,9 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from biss_emulators.ivoris._util import derive_seed, dumps, epoch_of, unit, utc_text
+from biss_emulators.ivoris import lies
+from biss_emulators.ivoris._util import LruCache, derive_seed, dumps, epoch_of, unit, utc_text
 from biss_emulators.ivoris.dataset import Dataset
-from biss_emulators.ivoris.faults import FaultConfig, Injection
+from biss_emulators.ivoris.faults import SITE_ROUTES, FaultConfig, Injection
 
 SITE_PREFIX = "/sites/{site_id}"
 UNMATCHED = "<unmatched>"
@@ -124,8 +126,30 @@ class Stats:
             }
 
 
-Handler = Callable[[SiteInfo, QueryParams, dict[str, Any]], bytes]
+@dataclass(frozen=True)
+class Call:
+    """One site request as the handlers see it, with a copy of the fault config taken when the
+    answer starts: a knob flipped mid-request cannot make one answer half faulty."""
+
+    site: SiteInfo
+    route: str
+    params: QueryParams
+    path: dict[str, Any]
+    faults: FaultConfig
+    key: str  # lies.request_key, "" when no seeded per-request decision needs it
+    attempt: int  # earlier requests with the same key (0 when no transient knob is on)
+    fault_seed: int
+
+    @property
+    def lies(self) -> bool:
+        return self.faults.lies_apply(self.site.site_id, self.route)
+
+
+Handler = Callable[[Call], bytes]
 Endpoint = Callable[[Request], Awaitable[Response]]
+# Attempts are remembered per distinct request; a year's backfill of the bench preset makes some
+# 100,000 of them, and forgetting the oldest only restarts their count.
+ATTEMPT_MEMORY = 200_000
 
 
 class IvorisService:
@@ -146,6 +170,9 @@ class IvorisService:
         self._fault_rng = Random(0)
         self._dup_key = derive_seed(seed, "duplicates")
         self._stale_key = derive_seed(seed, "stale")
+        self._default_fault_seed = derive_seed(seed, "faults")
+        self._non_integer = lies.NonIntegerIds(seed)
+        self._attempts: LruCache[str, list[int]] = LruCache(ATTEMPT_MEMORY)
         self._injections: list[Injection] = []
         self._injection_lock = threading.Lock()
         self.site_routes: tuple[str, ...] = ()
@@ -176,6 +203,7 @@ class IvorisService:
             ("/document-entries", self._document_entries),
         ]
         self.site_routes = tuple(path.replace(":int", "") for path, _ in site_routes)
+        assert self.site_routes == SITE_ROUTES, "faults.SITE_ROUTES must list the routes served here"
         # counters use the path without converters, e.g. /sites/{site_id}/patients/{patient_id}/...
         routes = [
             Route(SITE_PREFIX + path, self._site_endpoint(SITE_PREFIX + path.replace(":int", ""), handler),
@@ -247,15 +275,45 @@ class IvorisService:
         injection = self._take_injection(site.site_id, route, request.query_params)
         if injection is not None and injection.body is not None:
             return _injected(injection, injection.body)
+        call = self._call(site, route, request, faults)
+        faults = call.faults
+        # An injection is a test's deliberate answer: seeded garbling on top would blur what it tests.
+        garble = injection is None and call.lies
+        if garble and faults.html_200_rate > 0 and self._chance(call, "html-200") < faults.html_200_rate:
+            self.stats.fault("html_200")
+            return Response(lies.HTML_200_BODY, status_code=200, media_type="text/html")
         try:
             # data generation is CPU work; a worker thread keeps other requests' sleeps on time
-            body = await anyio.to_thread.run_sync(
-                handler, site, request.query_params, dict(request.path_params))
+            body = await anyio.to_thread.run_sync(handler, call)
         except ApiError as exc:
             return _error(exc)
         if injection is not None:
             return _injected(injection, _rewritten(injection, body, dict(request.query_params)))
+        if (garble and faults.truncated_json_rate > 0
+                and self._chance(call, "truncated-json") < faults.truncated_json_rate):
+            self.stats.fault("truncated_json")
+            body = lies.cut(body, derive_seed(call.fault_seed, call.key, call.attempt, "cut"))
         return Response(body, status_code=200, media_type="application/json")
+
+    def _call(self, site: SiteInfo, route: str, request: Request, faults: FaultConfig) -> Call:
+        faults = copy.copy(faults)
+        path = dict(request.path_params)
+        in_scope = faults.lies_apply(site.site_id, route)
+        keyed = in_scope and (faults.transient_on or faults.wide_short_page_rate > 0)
+        # the key costs a hash per request, so only knobs that decide per request pay for it
+        key = lies.request_key(site.site_id, route, path, request.query_params.multi_items()) if keyed else ""
+        attempt = self._next_attempt(key) if keyed and faults.transient_on else 0
+        return Call(site, route, request.query_params, path, faults, key, attempt, self._fault_seed(faults))
+
+    def _next_attempt(self, key: str) -> int:
+        with self._fault_lock:
+            counter = self._attempts.get_or_create(key, lambda: [0])
+            attempt = counter[0]
+            counter[0] += 1
+            return attempt
+
+    def _chance(self, call: Call, kind: str, persistent: bool = False) -> float:
+        return lies.chance(call.fault_seed, call.key, None if persistent else call.attempt, kind)
 
     # -- malformed answers on request (IvorisEmulator.inject_response / rewrite_response) ---------
 
@@ -286,16 +344,21 @@ class IvorisService:
                     return injection
         return None
 
+    def _fault_seed(self, faults: FaultConfig) -> int:
+        return faults.seed if faults.seed is not None else self._default_fault_seed
+
     def _draw(self, faults: FaultConfig) -> float:
         with self._fault_lock:
-            seed = faults.seed if faults.seed is not None else derive_seed(self._seed, "faults")
+            seed = self._fault_seed(faults)
             if seed != self._fault_rng_seed:
                 self._fault_rng_seed, self._fault_rng = seed, Random(seed)
             return self._fault_rng.random()
 
     def reset_fault_rng(self) -> None:
+        """A new fault config starts its 504 sequence and every request's attempt count afresh."""
         with self._fault_lock:
             self._fault_rng_seed = None
+            self._attempts.clear()
 
     def _in_outage(self, site_id: str) -> bool:
         # A site in "refuse" mode has its own port closed; reached through the shared port it
@@ -306,16 +369,17 @@ class IvorisService:
 
     # -- handlers (run in a worker thread, return JSON bytes) --------------------------------------
 
-    def _practices(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
-        return dumps(self.dataset.practices(site.site_id))
+    def _practices(self, call: Call) -> bytes:
+        return dumps(self.dataset.practices(call.site.site_id))
 
-    def _chairs(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
-        return dumps(self.dataset.chairs(site.site_id))
+    def _chairs(self, call: Call) -> bytes:
+        return dumps(self.dataset.chairs(call.site.site_id))
 
-    def _appointment_types(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+    def _appointment_types(self, call: Call) -> bytes:
         return dumps(self.dataset.appointment_types())
 
-    def _appointments(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+    def _appointments(self, call: Call) -> bytes:
+        site, params = call.site, call.params
         first, last = _date_range(params)
         page, size = _paging(params)
         clock = self.clock
@@ -328,55 +392,78 @@ class IvorisService:
             before = _epoch_text(record["modifiedAt"]) - 1
             return ds.appointment_record(site.site_id, record["id"], before) or record
 
-        return self._paged(site, "appointments", page, size, fetch, stale)
+        return self._paged(call, "appointments", "appointments", page, size, fetch, stale, last - first + 1)
 
-    def _document_entries(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+    def _document_entries(self, call: Call) -> bytes:
+        site, params = call.site, call.params
         first, last = _date_range(params)
         page, size = _paging(params)
         clock = self.clock
-        gap_rate = self.faults.date_route_gap_rate
+        gap_rate = call.faults.date_route_gap_rate
 
         def fetch(offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
             return self.dataset.entries_page(site.site_id, first, last, clock, gap_rate, offset, limit)
 
+        return self._paged(call, "document-entries", "document_entries", page, size, fetch,
+                           self._stale_entry, last - first + 1)
+
+    def _stale_entry(self, record: dict[str, Any]) -> dict[str, Any]:
+        hours = 1 + int(unit(self._stale_key, record["id"]) * 6)
+        older = _epoch_text(record["modifiedAt"]) - hours * 3600
+        return {**record, "modifiedAt": utc_text(older)}
+
+    def _stale_patient(self, site: SiteInfo) -> Callable[[dict[str, Any]], dict[str, Any]]:
         def stale(record: dict[str, Any]) -> dict[str, Any]:
-            hours = 1 + int(unit(self._stale_key, record["id"]) * 6)
-            older = _epoch_text(record["modifiedAt"]) - hours * 3600
-            return {**record, "modifiedAt": utc_text(older)}
+            before = _epoch_text(record["modifiedAt"]) - 1
+            return self.dataset.patient_record(site.site_id, record["id"], before) or record
 
-        return self._paged(site, "document-entries", page, size, fetch, stale)
+        return stale
 
-    def _patients(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
+    def _patients(self, call: Call) -> bytes:
+        site, params = call.site, call.params
         clock = self.clock
         ds = self.dataset
         if "ids" in params:
             if "modifiedSince" in params:
                 raise bad_request("use either ids or modifiedSince, not both")
-            return dumps(ds.patients_by_ids(site.site_id, _ids(params["ids"]), clock))
+            records = ds.patients_by_ids(site.site_id, _ids(params["ids"]), clock)
+            return self._listed(call, "patients-by-ids", "patients", records, self._stale_patient(site))
         since = _instant(params["modifiedSince"]) if "modifiedSince" in params else None
         page, size = _paging(params)
 
         def fetch(offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
             return ds.patients_page(site.site_id, since, clock, offset, limit)
 
-        def stale(record: dict[str, Any]) -> dict[str, Any]:
-            before = _epoch_text(record["modifiedAt"]) - 1
-            return ds.patient_record(site.site_id, record["id"], before) or record
+        return self._paged(call, "patients", "patients", page, size, fetch, self._stale_patient(site), None)
 
-        return self._paged(site, "patients", page, size, fetch, stale)
-
-    def _patient_entries(self, site: SiteInfo, params: QueryParams, path: dict[str, Any]) -> bytes:
-        entries = self.dataset.patient_entries(site.site_id, path["patient_id"], self.clock)
+    def _patient_entries(self, call: Call) -> bytes:
+        entries = self.dataset.patient_entries(call.site.site_id, call.path["patient_id"], self.clock)
         if entries is None:
             raise ApiError(404, "not_found", "unknown patient")
-        return dumps([entry.record() for entry in entries])
+        records = [entry.record() for entry in entries]
+        return self._listed(call, "patient-entries", "document_entries", records, self._stale_entry)
 
-    def _paged(self, site: SiteInfo, route: str, page: int, size: int,
+    def _listed(self, call: Call, route: str, entity: str, records: list[dict[str, Any]],
+                stale: Callable[[dict[str, Any]], dict[str, Any]]) -> bytes:
+        """The `?ids=` and per-patient answers: the contract's plain list, or pages when the
+        `paged_lists_page_size` switch is on (legitimate server behaviour, not a lie)."""
+        default = call.faults.paged_lists_page_size
+        if default is None:
+            return dumps(self._non_integer_ids(call, entity, records))
+        page, size = _paging(call.params, default)
+
+        def fetch(offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+            return len(records), records[offset: offset + limit]
+
+        return self._paged(call, route, entity, page, size, fetch, stale, None)
+
+    def _paged(self, call: Call, route: str, entity: str, page: int, size: int,
                fetch: Callable[[int, int], tuple[int, list[dict[str, Any]]]],
-               stale: Callable[[dict[str, Any]], dict[str, Any]]) -> bytes:
+               stale: Callable[[dict[str, Any]], dict[str, Any]], window_days: int | None) -> bytes:
+        site, faults = call.site, call.faults
         offset = (page - 1) * size
         total, items = fetch(offset, size)
-        rate = self.faults.duplicate_rate
+        rate = faults.duplicate_rate
         if rate > 0 and page > 1 and items:
             # As if records were inserted before our offset between two page requests: some of
             # the previous page's records come again. Extra items, so nothing is ever skipped.
@@ -390,7 +477,40 @@ class IvorisService:
             if repeats:
                 self.stats.fault("duplicates", len(repeats))
                 items = repeats + items
+        if call.lies:
+            items, total = self._paging_lies(call, size, window_days, items, total)
+        items = self._non_integer_ids(call, entity, items)
         return dumps({"items": items, "page": page, "pageSize": size, "total": total})
+
+    def _paging_lies(self, call: Call, size: int, window_days: int | None, items: list[dict[str, Any]],
+                     total: int) -> tuple[list[dict[str, Any]], int]:
+        faults = call.faults
+        if (items and faults.wide_short_page_rate > 0 and _is_wide(faults, size, window_days)
+                and self._chance(call, "wide-short", persistent=True) < faults.wide_short_page_rate):
+            self.stats.fault("wide_short_page")
+            items = lies.drop_items(items, derive_seed(call.fault_seed, call.key, "wide-drop"))
+        if items and faults.short_page_rate > 0 and self._chance(call, "short") < faults.short_page_rate:
+            self.stats.fault("short_page")
+            items = lies.drop_items(items, derive_seed(call.fault_seed, call.key, call.attempt, "drop"))
+        if faults.phantom_total_extra:
+            self.stats.fault("phantom_total")
+            total += faults.phantom_total_extra
+        if faults.total_drift_rate > 0 and self._chance(call, "drift") < faults.total_drift_rate:
+            self.stats.fault("total_drift")
+            seed = derive_seed(call.fault_seed, call.key, call.attempt, "drift-by")
+            total = max(0, total + lies.drift(seed, faults.total_drift_max))
+        return items, total
+
+    def _non_integer_ids(self, call: Call, entity: str,
+                         records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        faults = call.faults
+        if faults.non_integer_id_rate <= 0 or not faults.lies_apply(call.site.site_id):
+            return records
+        out, changed = self._non_integer.apply(call.site.site_id, entity, records, faults.non_integer_id_rate,
+                                               faults.non_integer_id_references)
+        if changed:
+            self.stats.fault("non_integer_ids", changed)
+        return out
 
 
 # -- parameter parsing ----------------------------------------------------------------------------
@@ -430,8 +550,17 @@ def _int(params: QueryParams, name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
-def _paging(params: QueryParams) -> tuple[int, int]:
-    return _int(params, "page", 1, 1, 10**9), _int(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+def _paging(params: QueryParams, default_size: int = DEFAULT_PAGE_SIZE) -> tuple[int, int]:
+    return _int(params, "page", 1, 1, 10**9), _int(params, "pageSize", default_size, 1, MAX_PAGE_SIZE)
+
+
+def _is_wide(faults: FaultConfig, size: int, window_days: int | None) -> bool:
+    """A request the `wide_short_page_rate` knob may spoil; routes without a date window are judged
+    by their page size alone."""
+    days = faults.wide_after_days
+    by_days = days is not None and window_days is not None and window_days > days
+    by_size = faults.wide_after_page_size is not None and size > faults.wide_after_page_size
+    return by_days or by_size
 
 
 def _ids(raw: str) -> list[int]:

@@ -56,7 +56,9 @@ class IvorisEmulator:
             for d in definitions
         ]
         start_clock = epoch_of(clock if clock is not None else self.size.default_clock)
-        self._service = IvorisService(self.dataset, self.sites, faults or FaultConfig(), start_clock, seed)
+        faults = faults or FaultConfig()
+        self._check_lie_sites(faults)
+        self._service = IvorisService(self.dataset, self.sites, faults, start_clock, seed)
         self._main = BackgroundServer(self._service.app, host, port, allow_non_loopback)
         self._site_servers: dict[str, BackgroundServer] = (
             {site.site_id: BackgroundServer(self._service.app, host, None, allow_non_loopback)
@@ -125,8 +127,15 @@ class IvorisEmulator:
     @faults.setter
     def faults(self, value: FaultConfig) -> None:
         value.validate()
+        self._check_lie_sites(value)
         self._service.faults = value
         self._service.reset_fault_rng()  # a new config starts its 504 sequence afresh
+
+    def _check_lie_sites(self, faults: FaultConfig) -> None:
+        # a misspelt site would silently switch the lies off, and the test would pass for nothing
+        unknown = set(faults.lie_sites or ()) - {site.site_id for site in self.sites}
+        if unknown:
+            raise ValueError(f"lie_sites has unknown sites {sorted(unknown)}")
 
     def set_outage(self, site_id: str | None = None, mode: str = "503", seconds: float | None = None) -> None:
         """Take one site (or, with None, the whole emulator) down.

@@ -6,6 +6,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# Every site route template; `lie_routes` and the injections name routes this way.
+SITE_ROUTES = ("/practices", "/chairs", "/appointment-types", "/appointments", "/patients",
+               "/patients/{patient_id}/document-entries", "/document-entries")
+RATES = ("random_504_rate", "duplicate_rate", "date_route_gap_rate", "short_page_rate",
+         "wide_short_page_rate", "total_drift_rate", "html_200_rate", "truncated_json_rate",
+         "non_integer_id_rate")
+
 
 @dataclass
 class FaultConfig:
@@ -23,6 +30,36 @@ class FaultConfig:
       page, a third of them as a stale copy (older `modifiedAt`). Nothing is ever skipped.
     - `date_route_gap_rate`: share of document entries (a fixed subset chosen by entry id)
       that `GET /document-entries?from&to` leaves out; the per-patient route still has them.
+
+    Paging lies and garbled answers (SPEC §3 rev. 2; docs/ivoris-emulator.md has the table of what a
+    correct client can and cannot recover). "Transient" decisions are a pure function of the fault
+    seed, the exact request (site, route, path, query) and how often that request was made before, so
+    a re-read may be whole and concurrent clients asking different things cannot disturb each other's
+    sequence; "persistent" ones leave out the attempt, so re-reading never helps.
+
+    - `short_page_rate` (transient): share of page envelopes that drop items (a quarter of them
+      every item); `total` stays true.
+    - `wide_short_page_rate` (persistent): share of the pages of a *wide* request that drop items,
+      the same ones on every read. A request is wide when its date window spans more than
+      `wide_after_days` days (from..to inclusive) or its `pageSize` exceeds `wide_after_page_size`;
+      None switches that criterion off. Narrow requests are never touched by this knob.
+    - `phantom_total_extra`: every page envelope reports this many records more than exist; pages
+      past the real end are empty.
+    - `total_drift_rate` (transient): share of page envelopes whose `total` is off by
+      1..`total_drift_max` records, up or down (never below 0).
+    - `paged_lists_page_size`: None (the contract's default) answers `GET /patients?ids=` and
+      `GET /patients/{id}/document-entries` with a plain list; a number makes them page envelopes
+      of that default size, honouring `page` and `pageSize` like the other paged routes.
+    - `html_200_rate`, `truncated_json_rate` (transient): share of site answers replaced by an HTML
+      error page with status 200, or whose JSON body is cut off (status 200, Content-Length of the
+      cut body).
+    - `non_integer_id_rate`: share of patients, appointments and document entries (a fixed subset
+      by id) whose `id` is served as a non-integer (`"bc"`, `"12a"`, `"12"`, `12.5`, `true`) in
+      every answer holding them; with `non_integer_id_references` the `patientId`/`appointmentId`
+      pointing at such a record carry the same value.
+    - `lie_sites`, `lie_routes`: restrict the knobs above to these site ids and route templates
+      (e.g. "/appointments"); None = all. `lie_routes` does not apply to non-integer ids, which
+      must look the same in every answer.
     """
 
     random_504_rate: float = 0.0
@@ -31,13 +68,27 @@ class FaultConfig:
     latency_jitter_s: float = 0.0
     duplicate_rate: float = 0.0
     date_route_gap_rate: float = 0.0
+    short_page_rate: float = 0.0
+    wide_short_page_rate: float = 0.0
+    wide_after_days: int | None = 1
+    wide_after_page_size: int | None = 100
+    phantom_total_extra: int = 0
+    total_drift_rate: float = 0.0
+    total_drift_max: int = 10
+    paged_lists_page_size: int | None = None
+    html_200_rate: float = 0.0
+    truncated_json_rate: float = 0.0
+    non_integer_id_rate: float = 0.0
+    non_integer_id_references: bool = False
+    lie_sites: tuple[str, ...] | None = None
+    lie_routes: tuple[str, ...] | None = None
     seed: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("random_504_rate", "duplicate_rate", "date_route_gap_rate"):
+        for name in RATES:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {value}")
@@ -45,6 +96,34 @@ class FaultConfig:
             raise ValueError("latency must not be negative")
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1 (or None for unlimited)")
+        for name in ("wide_after_days", "wide_after_page_size", "paged_lists_page_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None), got {value}")
+        no_criterion = self.wide_after_days is None and self.wide_after_page_size is None
+        if self.wide_short_page_rate > 0 and no_criterion:
+            # every request would be wide, and the knob promises that narrowing helps
+            raise ValueError("wide_short_page_rate needs wide_after_days or wide_after_page_size")
+        if self.phantom_total_extra < 0:
+            raise ValueError("phantom_total_extra must not be negative")
+        if self.total_drift_max < 1:
+            raise ValueError("total_drift_max must be at least 1")
+        if self.lie_routes is not None:
+            unknown = set(self.lie_routes) - set(SITE_ROUTES)
+            if unknown:
+                raise ValueError(f"lie_routes has unknown routes {sorted(unknown)}; "
+                                 f"routes are {list(SITE_ROUTES)}")
+
+    def lies_apply(self, site_id: str, route: str | None = None) -> bool:
+        """Whether the paging-lie and garbling knobs cover this site (and route, when given)."""
+        return ((self.lie_sites is None or site_id in self.lie_sites)
+                and (route is None or self.lie_routes is None or route in self.lie_routes))
+
+    @property
+    def transient_on(self) -> bool:
+        """Whether any knob needs the per-request attempt count."""
+        return (self.short_page_rate > 0 or self.total_drift_rate > 0 or self.html_200_rate > 0
+                or self.truncated_json_rate > 0)
 
 
 # What a rewrite gets: the answer the emulator would have sent, decoded (amounts as `Decimal`), and

@@ -14,6 +14,7 @@ from typing import Any
 from biss_emulators.ivoris._util import Cents
 from biss_emulators.ivoris.dataset import Dataset, parse_day
 from biss_emulators.ivoris.faults import FaultConfig
+from biss_emulators.ivoris.lies import ENTITIES, NonIntegerIds
 
 _ALL = 10**12
 
@@ -28,6 +29,7 @@ class Truth:
         self._dataset = dataset
         self._clock = clock
         self._faults = faults
+        self._non_integer = NonIntegerIds(dataset.seed)
 
     @property
     def site_ids(self) -> list[str]:
@@ -75,3 +77,24 @@ class Truth:
             for key, value in self._dataset.counts(sid, self._clock()).items():
                 total[key] = total.get(key, 0) + value
         return total
+
+    def non_integer_ids(self, site_id: str, entity: str, ids: Iterable[int],
+                        rate: float | None = None) -> dict[int, Any]:
+        """Of the given true ids of `entity` ("patients", "appointments", "document_entries"), those
+        served with a non-integer id, mapped to the value served (at `rate`, default: the current
+        `non_integer_id_rate`, within `lie_sites`). With `non_integer_id_references` on, a record
+        whose `patientId`/`appointmentId` is among these ids is served with that value there too.
+
+        These records are bad input, never recoverable as valid: the truth holds their real ids.
+        """
+        if entity not in ENTITIES:
+            raise ValueError(f"entity must be one of {ENTITIES}, got {entity!r}")
+        faults = self._faults()
+        if rate is None:
+            rate = faults.non_integer_id_rate if faults.lies_apply(site_id) else 0.0
+        out: dict[int, Any] = {}
+        for record_id in ids:
+            value = self._non_integer.value(site_id, entity, record_id, rate)
+            if value is not None:
+                out[record_id] = value
+        return out

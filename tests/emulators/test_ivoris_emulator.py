@@ -456,6 +456,348 @@ def test_date_route_gaps_only_on_the_date_route(fresh: IvorisEmulator) -> None:
         assert entry["id"] in {e["id"] for e in per_patient}
 
 
+# -- paging lies and garbled answers (SPEC §3 rev. 2) ----------------------------------------------------
+
+WINDOW = {"from": "2026-06-16", "to": "2026-07-14"}  # tiny's history and bookings ahead
+
+
+def page_of(emu: IvorisEmulator, site: str, path: str, number: int, size: int, **params: Any) -> Any:
+    body = get_json(emu, site, path, page=number, pageSize=size, **params)
+    assert body["page"] == number and body["pageSize"] == size
+    return body
+
+
+def slices(records: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    return [records[start: start + size] for start in range(0, len(records), size)]
+
+
+def ordered_subset(part: list[Any], whole: list[Any]) -> bool:
+    rest = iter(whole)
+    return all(any(item == candidate for candidate in rest) for item in part)
+
+
+def days(window: dict[str, str]) -> list[str]:
+    first, last = dt.date.fromisoformat(window["from"]), dt.date.fromisoformat(window["to"])
+    return [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def test_short_pages_are_transient_so_a_re_read_is_whole(fresh: IvorisEmulator) -> None:
+    fresh.faults = FaultConfig(short_page_rate=0.5)
+    truth = fresh.truth.document_entries("mb", PAST["from"], PAST["to"])
+    expected = slices(truth, 20)
+    assert len(expected) > 3
+    got: list[dict[str, Any]] = []
+    short = 0
+    for number, whole in enumerate(expected, start=1):
+        for _ in range(40):
+            body = page_of(fresh, "mb", "/document-entries", number, 20, **PAST)
+            assert body["total"] == len(truth)  # only the items lie
+            assert ordered_subset(body["items"], whole)  # nothing foreign, nothing reordered
+            if body["items"] == whole:
+                break
+            short += 1
+        else:
+            raise AssertionError(f"page {number} never came back whole")
+        got.extend(body["items"])
+    assert got == truth and short > 0
+    assert fresh.stats()["faults"]["short_page"] == short
+    # "empty before total is reached" is one of the shapes a short page takes
+    fresh.faults = FaultConfig(short_page_rate=1.0)
+    answers = [(page_of(fresh, "mb", "/document-entries", number, 20, **PAST)["items"], whole)
+               for _ in range(3) for number, whole in enumerate(expected, start=1)]
+    assert all(len(items) < len(whole) for items, whole in answers)
+    assert any(items == [] for items, _ in answers) and any(items for items, _ in answers)
+
+
+def test_wide_requests_are_short_on_every_read_and_narrow_ones_are_whole(fresh: IvorisEmulator) -> None:
+    # wide: more than 1 day, or pageSize above 100. The drifting total only makes the emulator count
+    # attempts, so the test sees whether a re-read of a wide page is really the same.
+    fresh.faults = FaultConfig(wide_short_page_rate=0.5, total_drift_rate=0.5)
+    truth = fresh.truth.appointments("mb", WINDOW["from"], WINDOW["to"])
+    expected = slices(truth, 10)
+
+    def read() -> list[list[dict[str, Any]]]:
+        return [page_of(fresh, "mb", "/appointments", n, 10, **WINDOW)["items"]
+                for n in range(1, len(expected) + 1)]
+
+    served = read()
+    assert read() == served == read()  # persistent: re-reading the wide request never helps
+    short = [n for n, (items, whole) in enumerate(zip(served, expected, strict=True)) if items != whole]
+    assert short and all(ordered_subset(served[n], expected[n]) for n in short)
+    assert {a["id"] for items in served for a in items} < {a["id"] for a in truth}
+    # the client narrows to one day at a time and small pages: everything, consistently
+    narrow: list[dict[str, Any]] = []
+    for day in days(WINDOW):
+        day_truth = [a for a in truth if a["start"][:10] == day]
+        for number, whole in enumerate(slices(day_truth, 2), start=1):
+            body = page_of(fresh, "mb", "/appointments", number, 2, **{"from": day, "to": day})
+            assert body["items"] == whole
+        narrow.extend(day_truth)
+    assert narrow == truth
+    assert fresh.stats()["faults"]["wide_short_page"] == len(short) * 3
+
+
+def test_page_size_alone_makes_a_request_wide(fresh: IvorisEmulator) -> None:
+    fresh.faults = FaultConfig(wide_short_page_rate=1.0)
+    truth = fresh.truth.appointments("rb", WINDOW["from"], WINDOW["to"])
+    busiest = Counter(a["start"][:10] for a in truth).most_common(1)[0][0]
+    day = {"from": busiest, "to": busiest}
+    whole = [a for a in truth if a["start"][:10] == busiest]
+    assert len(whole) > 1
+    assert page_of(fresh, "rb", "/appointments", 1, 101, **day)["items"] != whole
+    assert page_of(fresh, "rb", "/appointments", 1, 100, **day)["items"] == whole
+    # routes without a date window are judged by page size only
+    patients = fresh.truth.patients("rb", fresh.truth.patient_ids("rb"))
+    since = {"modifiedSince": "2000-01-01T00:00:00Z"}
+    assert len(page_of(fresh, "rb", "/patients", 1, 1000, **since)["items"]) < len(patients)
+    assert all_pages(fresh, "rb", "/patients", 100, **since) == patients
+    # either criterion can be switched off
+    fresh.faults = FaultConfig(wide_short_page_rate=1.0, wide_after_page_size=None)
+    assert page_of(fresh, "rb", "/patients", 1, 1000, **since)["items"] == patients
+    assert page_of(fresh, "rb", "/appointments", 1, 1000, **WINDOW)["items"] != truth
+    fresh.faults = FaultConfig(wide_short_page_rate=1.0, wide_after_days=None)
+    assert page_of(fresh, "rb", "/appointments", 1, 100, **WINDOW)["items"] == truth[:100]
+
+
+def test_phantom_total_on_every_request_however_narrow(fresh: IvorisEmulator) -> None:
+    extra = 617
+    fresh.faults = FaultConfig(phantom_total_extra=extra)
+    one_day = {"from": "2026-06-29", "to": "2026-06-29"}
+    cases: list[tuple[str, dict[str, str], list[dict[str, Any]]]] = [
+        ("/appointments", WINDOW, fresh.truth.appointments("le", WINDOW["from"], WINDOW["to"])),
+        ("/appointments", one_day, fresh.truth.appointments("le", one_day["from"], one_day["to"])),
+        ("/document-entries", one_day, fresh.truth.document_entries("le", one_day["from"], one_day["to"])),
+        ("/patients", {"modifiedSince": "2000-01-01T00:00:00Z"},
+         fresh.truth.patients("le", fresh.truth.patient_ids("le"))),
+    ]
+    size = 50
+    for path, params, truth in cases:
+        assert truth
+        real_pages = -(-len(truth) // size)
+        items: list[dict[str, Any]] = []
+        for number in range(1, -(-(len(truth) + extra) // size) + 1):
+            body = page_of(fresh, "le", path, number, size, **params)
+            assert body["total"] == len(truth) + extra, (path, params, number)
+            if number > real_pages:
+                assert body["items"] == [], (path, params, number)  # past the real end
+            items.extend(body["items"])
+        assert items == truth, (path, params)  # everything is there; only total lies
+
+
+def test_total_drifts_between_pages_and_items_stay_whole(fresh: IvorisEmulator) -> None:
+    largest = 4
+    fresh.faults = FaultConfig(total_drift_rate=0.5, total_drift_max=largest)
+    truth = fresh.truth.document_entries("le", PAST["from"], PAST["to"])
+    pages = len(slices(truth, 20))
+    totals: list[int] = []
+    for _ in range(4):
+        items: list[dict[str, Any]] = []
+        for number in range(1, pages + 1):
+            body = page_of(fresh, "le", "/document-entries", number, 20, **PAST)
+            totals.append(body["total"])
+            items.extend(body["items"])
+        assert items == truth
+    deltas = [total - len(truth) for total in totals]
+    assert all(-largest <= delta <= largest for delta in deltas)
+    assert 0 in deltas and any(d > 0 for d in deltas) and any(d < 0 for d in deltas)  # grows and shrinks
+    assert fresh.stats()["faults"]["total_drift"] == sum(delta != 0 for delta in deltas)
+
+
+def test_paged_lists_switch_pages_ids_and_per_patient_routes(fresh: IvorisEmulator) -> None:
+    ids = ",".join(str(n) for n in range(1, 41))
+    patients = fresh.truth.patients("mb", range(1, 41))
+    assert get_json(fresh, "mb", "/patients", ids=ids) == patients  # default: the plain list
+    fresh.faults = FaultConfig(paged_lists_page_size=7)
+    first = get_json(fresh, "mb", "/patients", ids=ids)
+    assert first == {"items": patients[:7], "page": 1, "pageSize": 7, "total": len(patients)}
+    assert all_pages(fresh, "mb", "/patients", 7, ids=ids) == patients
+    assert all_pages(fresh, "mb", "/patients", 15, ids=ids) == patients  # pageSize honoured
+    beyond = page_of(fresh, "mb", "/patients", 99, 7, ids=ids)
+    assert beyond["items"] == [] and beyond["total"] == len(patients)
+    patient_id = max(range(1, 41), key=lambda pid: len(fresh.truth.patient_document_entries("mb", pid)))
+    entries = fresh.truth.patient_document_entries("mb", patient_id)
+    path = f"/patients/{patient_id}/document-entries"
+    assert len(entries) > 7
+    assert get_json(fresh, "mb", path)["items"] == entries[:7]
+    assert all_pages(fresh, "mb", path, 7) == entries and all_pages(fresh, "mb", path, 3) == entries
+    assert get(fresh, "mb", path, pageSize=0).status_code == 400
+    assert get(fresh, "mb", "/patients/999/document-entries").status_code == 404
+    # they are page envelopes like any other, so the paging lies reach them too
+    fresh.faults = FaultConfig(paged_lists_page_size=7, phantom_total_extra=5)
+    assert get_json(fresh, "mb", path)["total"] == len(entries) + 5
+
+
+def test_html_and_truncated_json_answers_with_status_200(fresh: IvorisEmulator) -> None:
+    params = {**PAST, "pageSize": 1000}
+    clean = get(fresh, "rb", "/document-entries", **params).content
+    fresh.faults = FaultConfig(html_200_rate=0.25, truncated_json_rate=0.25)
+    kinds: Counter[str] = Counter()
+    for _ in range(60):
+        response = get(fresh, "rb", "/document-entries", **params)
+        assert response.status_code == 200
+        if response.headers["content-type"].startswith("text/html"):
+            kinds["html"] += 1
+            assert response.text.startswith("<!DOCTYPE html>")
+            with pytest.raises(ValueError):
+                json.loads(response.content)
+        elif response.content == clean:
+            kinds["whole"] += 1
+        else:
+            kinds["cut"] += 1
+            assert response.headers["content-type"] == "application/json"
+            assert 0 < len(response.content) < len(clean) and clean.startswith(response.content)
+            with pytest.raises(ValueError):  # JSONDecodeError, or UnicodeDecodeError mid-character
+                json.loads(response.content)
+    assert kinds["html"] and kinds["cut"] and kinds["whole"]  # the same request also succeeds
+    faults = fresh.stats()["faults"]
+    assert (faults["html_200"], faults["truncated_json"]) == (kinds["html"], kinds["cut"])
+    # every site route, not only the paged ones; a test's own injection is never garbled
+    fresh.faults = FaultConfig(html_200_rate=1.0)
+    assert get(fresh, "rb", "/chairs").headers["content-type"].startswith("text/html")
+    fresh.inject_response("/chairs", body=b"[]", times=1)
+    assert get(fresh, "rb", "/chairs").content == b"[]"
+
+
+def served_as(value: Any, bad: Any) -> bool:
+    """Whether a parsed JSON value is the non-integer form `bad` (floats arrive as Decimal here)."""
+    if isinstance(bad, float):
+        return isinstance(value, Decimal) and value == Decimal(repr(bad))
+    return type(value) is type(bad) and value == bad
+
+
+def test_non_integer_ids_in_every_answer_holding_the_record(fresh: IvorisEmulator) -> None:
+    fresh.faults = FaultConfig(non_integer_id_rate=0.2)
+    truth = fresh.truth
+    forms: list[Any] = []
+    appointments = truth.appointments("mb", WINDOW["from"], WINDOW["to"])
+    entries = truth.document_entries("mb", PAST["from"], PAST["to"])
+    patients = truth.patients("mb", range(1, 41))
+    ids = ",".join(str(p["id"]) for p in patients)
+    served_routes = [
+        ("appointments", appointments, all_pages(fresh, "mb", "/appointments", 1000, **WINDOW)),
+        ("document_entries", entries, all_pages(fresh, "mb", "/document-entries", 1000, **PAST)),
+        ("patients", patients, get_json(fresh, "mb", "/patients", ids=ids)),
+        ("patients", patients,
+         all_pages(fresh, "mb", "/patients", 1000, modifiedSince="2000-01-01T00:00:00Z")),
+    ]
+    for entity, expected, served in served_routes:
+        bad = truth.non_integer_ids("mb", entity, [r["id"] for r in expected])
+        assert 0 < len(bad) < len(expected), entity
+        assert len(served) == len(expected)
+        for got, true in zip(served, expected, strict=True):
+            assert {**got, "id": true["id"]} == true  # nothing else changes
+            if true["id"] in bad:
+                assert served_as(got["id"], bad[true["id"]]) and type(got["id"]) is not int
+            else:
+                assert type(got["id"]) is int
+            # references stay integers unless asked for
+            assert all(type(got[f]) is int for f in ("patientId", "appointmentId") if got.get(f) is not None)
+        forms.extend(bad.values())
+    # the per-patient route serves a spoiled entry exactly as the date route does
+    bad_entries = truth.non_integer_ids("mb", "document_entries", [e["id"] for e in entries])
+    spoiled = next(e for e in entries if e["id"] in bad_entries)
+    own = get_json(fresh, "mb", f"/patients/{spoiled['patientId']}/document-entries")
+    assert any(served_as(e["id"], bad_entries[spoiled["id"]]) for e in own)
+    # every form a lenient client might let through
+    assert {type(form) for form in forms} == {str, float, bool}
+    texts = [form for form in forms if isinstance(form, str)]
+    assert any(t.isalpha() for t in texts) and any(t.isdigit() for t in texts)
+    assert any(t[:-1].isdigit() and t[-1].isalpha() for t in texts)
+    assert all(type(a["id"]) is int for a in truth.appointments("mb", WINDOW["from"], WINDOW["to"]))
+    assert fresh.stats()["faults"]["non_integer_ids"] > 0
+    # another data seed spoils other records
+    other = IvorisEmulator(seed=8, size="tiny").truth
+    assert (other.non_integer_ids("mb", "patients", range(1, 41), rate=0.2)
+            != truth.non_integer_ids("mb", "patients", range(1, 41)))
+
+
+def test_non_integer_id_references_carry_the_same_value(fresh: IvorisEmulator) -> None:
+    fresh.faults = FaultConfig(non_integer_id_rate=0.2, non_integer_id_references=True)
+    truth = fresh.truth
+    bad_patients = truth.non_integer_ids("mb", "patients", range(1, 41))
+    appointments = truth.appointments("mb", WINDOW["from"], WINDOW["to"])
+    bad_appointments = truth.non_integer_ids("mb", "appointments", [a["id"] for a in appointments])
+    served = all_pages(fresh, "mb", "/appointments", 1000, **WINDOW)
+    pointing = [(got, true) for got, true in zip(served, appointments, strict=True)
+                if true["patientId"] in bad_patients]
+    assert pointing
+    assert all(served_as(got["patientId"], bad_patients[true["patientId"]]) for got, true in pointing)
+    assert all(type(got["patientId"]) is int for got, true in zip(served, appointments, strict=True)
+               if true["patientId"] not in bad_patients)
+    entries = truth.document_entries("mb", PAST["from"], PAST["to"])
+    served_entries = all_pages(fresh, "mb", "/document-entries", 1000, **PAST)
+    linked = [(got, true) for got, true in zip(served_entries, entries, strict=True)
+              if true["appointmentId"] in bad_appointments]
+    assert linked and all(served_as(got["appointmentId"], bad_appointments[true["appointmentId"]])
+                          for got, true in linked)
+    unlinked = [got for got, true in zip(served_entries, entries, strict=True)
+                if true["appointmentId"] is None]
+    assert unlinked and all(got["appointmentId"] is None for got in unlinked)  # null is never a bad form
+
+
+LIES: dict[str, Any] = {
+    "short_page_rate": 0.3, "wide_short_page_rate": 0.5, "phantom_total_extra": 11, "total_drift_rate": 0.3,
+    "html_200_rate": 0.1, "truncated_json_rate": 0.1, "non_integer_id_rate": 0.2,
+    "non_integer_id_references": True,
+}
+
+
+def script(emu: IvorisEmulator, site: str) -> list[tuple[int, str, bytes]]:
+    """A client's reads, twice over: paged routes at several sizes, plain lists, a catalogue."""
+    requests: list[tuple[str, dict[str, Any]]] = [
+        *[("/appointments", {**WINDOW, "page": n, "pageSize": 10}) for n in range(1, 5)],
+        *[("/document-entries", {**PAST, "page": n, "pageSize": 150}) for n in range(1, 3)],
+        ("/patients", {"modifiedSince": "2000-01-01T00:00:00Z", "pageSize": 20}),
+        ("/patients", {"ids": "1,2,3,4,5,6,7,8,9,10"}),
+        ("/patients/3/document-entries", {}),
+        ("/chairs", {}),
+    ]
+    out = []
+    for path, params in requests * 2:
+        response = get(emu, site, path, **params)
+        out.append((response.status_code, response.headers["content-type"], response.content))
+    return out
+
+
+def test_lies_are_deterministic_for_a_seed_and_silent_outside_their_scope() -> None:
+    with (IvorisEmulator(seed=7, size="tiny") as one, IvorisEmulator(seed=7, size="tiny") as twin,
+          IvorisEmulator(seed=7, size="tiny") as clean):
+        one.faults, twin.faults = FaultConfig(**LIES), FaultConfig(**LIES)
+        lying = script(one, "mb")
+        assert script(twin, "mb") == lying and lying != script(clean, "mb")
+        one.faults = FaultConfig(**LIES)  # a new config restarts every request's attempt count
+        twin.faults = FaultConfig(**LIES, seed=99)
+        assert script(one, "mb") == lying and script(twin, "mb") != lying
+        one.faults = FaultConfig(**LIES, lie_sites=("rb",))
+        assert script(one, "mb") == script(clean, "mb") and script(one, "rb") != script(clean, "rb")
+        routed = {key: value for key, value in LIES.items() if not key.startswith("non_integer")}
+        one.faults = FaultConfig(**routed, lie_routes=("/document-entries",))
+        scoped, plain = script(one, "le"), script(clean, "le")
+        assert [a for a, b in zip(scoped, plain, strict=True) if a != b]
+        assert all(a == b for n, (a, b) in enumerate(zip(scoped, plain, strict=True)) if n % 10 not in (4, 5))
+        one.faults = FaultConfig()
+        assert script(one, "mb") == script(clean, "mb")
+
+
+def test_lie_knobs_are_off_by_default_and_validated() -> None:
+    defaults = FaultConfig()
+    assert not defaults.transient_on and defaults.paged_lists_page_size is None
+    assert defaults.wide_short_page_rate == defaults.phantom_total_extra == defaults.non_integer_id_rate == 0
+    for bad in ({"short_page_rate": 1.5}, {"html_200_rate": -0.1}, {"truncated_json_rate": 2.0},
+                {"non_integer_id_rate": 1.01}, {"phantom_total_extra": -1}, {"total_drift_max": 0},
+                {"paged_lists_page_size": 0}, {"wide_after_days": 0}, {"lie_routes": ("/nope",)},
+                {"wide_short_page_rate": 0.5, "wide_after_days": None, "wide_after_page_size": None}):
+        with pytest.raises(ValueError):
+            FaultConfig(**bad)
+    with pytest.raises(ValueError):
+        IvorisEmulator(faults=FaultConfig(lie_sites=("zz",)))
+    emu = IvorisEmulator(seed=7, size="tiny")
+    with pytest.raises(ValueError):
+        emu.faults = FaultConfig(lie_sites=("mb", "xx"))
+    with pytest.raises(ValueError):
+        emu.truth.non_integer_ids("mb", "chairs", [1])
+
+
 # -- stats, bench, CLI ---------------------------------------------------------------------------------
 
 
@@ -492,3 +834,23 @@ def test_cli_arguments() -> None:
     assert (ivoris_cli.__doc__ or "").strip().splitlines()[0]
     with pytest.raises(ValueError):
         IvorisEmulator(host="0.0.0.0")
+
+
+def test_cli_sets_the_lie_knobs_and_leaves_them_off_by_default() -> None:
+    parser = argparse.ArgumentParser()
+    ivoris_cli.add_arguments(parser)
+    assert ivoris_cli.faults_from_args(parser.parse_args([])) == FaultConfig()
+    args = parser.parse_args([
+        "--short-page-rate", "0.1", "--wide-short-page-rate", "0.2", "--wide-after-days", "7",
+        "--wide-after-page-size", "none", "--phantom-total-extra", "617", "--total-drift-rate", "0.3",
+        "--total-drift-max", "4", "--paged-lists-page-size", "50", "--html-200-rate", "0.04",
+        "--truncated-json-rate", "0.05", "--non-integer-id-rate", "0.06", "--non-integer-id-references",
+        "--lie-sites", "mb,rb", "--lie-routes", "/appointments,/document-entries"])
+    assert ivoris_cli.faults_from_args(args) == FaultConfig(
+        short_page_rate=0.1, wide_short_page_rate=0.2, wide_after_days=7, wide_after_page_size=None,
+        phantom_total_extra=617, total_drift_rate=0.3, total_drift_max=4, paged_lists_page_size=50,
+        html_200_rate=0.04, truncated_json_rate=0.05, non_integer_id_rate=0.06,
+        non_integer_id_references=True, lie_sites=("mb", "rb"),
+        lie_routes=("/appointments", "/document-entries"))
+    with pytest.raises(ValueError):
+        ivoris_cli.faults_from_args(parser.parse_args(["--lie-routes", "/nope"]))
