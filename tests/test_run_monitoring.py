@@ -224,6 +224,7 @@ def kill_and_recover(instance: DagsterInstance, daemon: subprocess.Popen[bytes],
              timeout_s=300, daemon=daemon)
     pid = wait_for("the run worker's pid", lambda: run_worker_pid(instance, killed_run), timeout_s=10)
     assert instance.get_run_by_id(killed_run).status == DagsterRunStatus.STARTED  # type: ignore[union-attr]
+    assert killed_run in hubspot_holders(instance), "the sync gave the slot back before the kill"
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
 
