@@ -23,7 +23,7 @@ RUN python -m venv /opt/venv \
 
 FROM python:3.11-slim
 # The installed package lives in site-packages, so the project-relative defaults of
-# biss_pipeline/settings.py (data/ and config/ next to the sources) do not apply: point them at
+# biss_pipeline/domain/paths.py (data/ and config/ next to the sources) do not apply: point them at
 # a writable data directory and at the shipped mapping file. In production the mapping is
 # usually the Google Sheet (BISS_MAPPING_SOURCE=gsheet) or a file mounted over this one.
 ENV PATH=/opt/venv/bin:$PATH \

@@ -3,7 +3,7 @@ measures 1 and 2)
 
 Against the project's HubSpot emulator (Professional tier: 190 calls per rolling 10 s, search 5/s):
 
-1. the real sync (`biss_pipeline.sync.sync_practice`) of a synthetic practice seeded with the test
+1. the real sync (`biss_pipeline.domain.hubspot.sync_practice`) of a synthetic practice seeded with the test
    seeder (`tests/sync/seed.py`) into a fresh SQLite warehouse: records/s, calls, calls per record,
    and the share of the bound 190 calls / 10 s × 100 records per batch call = 1,900 records/s;
 2. the old automation's pattern on the same records: per record one search, then create or update;

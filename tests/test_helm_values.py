@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from biss_pipeline.settings import PROJECT_ROOT
+from biss_pipeline.domain.paths import PROJECT_ROOT
 
 HELM_VALUES = PROJECT_ROOT / "deploy" / "helm" / "values.yaml"
 CHECK_RENDER = PROJECT_ROOT / "deploy" / "helm" / "check_render.py"

@@ -34,7 +34,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
 from biss_pipeline.definitions import build_definitions
-from biss_pipeline.settings import PROJECT_ROOT
+from biss_pipeline.domain.paths import PROJECT_ROOT
 
 DEV_YAML = PROJECT_ROOT / "dagster.yaml"
 PROD_YAML = PROJECT_ROOT / "dagster.prod.yaml"

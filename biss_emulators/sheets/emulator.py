@@ -20,7 +20,8 @@ class SheetsEmulator:
         with SheetsEmulator() as sheets:
             sheets.put_records("sheet-1", {"practices": [{"id": "mb", ...}]})
             info = sheets.new_service_account()      # token_uri points here
-            gspread.service_account_from_dict(info, http_client=...)  # see biss_pipeline.config.sources
+            # see biss_pipeline.domain.mapping.sources
+            gspread.service_account_from_dict(info, http_client=...)
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:

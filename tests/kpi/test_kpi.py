@@ -1,5 +1,5 @@
-"""KPI definitions (biss_pipeline.kpi) on hand-built frames: each definition, period boundaries, zero
-denominators, exact revenue."""
+"""KPI definitions (biss_pipeline.domain.kpi.metrics) on hand-built frames: each definition, period
+boundaries, zero denominators, exact revenue."""
 
 from __future__ import annotations
 

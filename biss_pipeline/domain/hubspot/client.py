@@ -1,7 +1,7 @@
 """HubSpot client: the official SDK behind a client-side rate limiter, retries and call statistics.
 
 Every call goes through `hubspot.HubSpot` (`host` points it at the emulator in tests and demos).
-`HubSpotClient` turns SDK models into the plain types of `biss_pipeline.sync.api`, so the sync
+`HubSpotClient` turns SDK models into the plain types of `biss_pipeline.domain.hubspot.api`, so the sync
 engine never sees SDK models or HTTP.
 
 Retries live here, not in urllib3
@@ -36,7 +36,7 @@ to free up on average. Search has its own window: 4 per second, below HubSpot's 
 
 Data protection: the SDK logs whole response bodies at DEBUG, so its loggers are held at INFO and its
 `*.rest` loggers drop DEBUG records even when a level set on them says otherwise; errors carry code
-summaries only (see `biss_pipeline.sync.api`), never the SDK exception with its body.
+summaries only (see `biss_pipeline.domain.hubspot.api`), never the SDK exception with its body.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ class RetrySettings:
 
 
 class HubSpotClient:
-    """The sync's HubSpot API (see `biss_pipeline.sync.api.HubSpotApi`) over the official SDK."""
+    """The sync's HubSpot API (see `biss_pipeline.domain.hubspot.api.HubSpotApi`) over the official SDK."""
 
     def __init__(
         self,

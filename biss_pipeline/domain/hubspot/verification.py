@@ -7,7 +7,7 @@ HubSpot (the checks themselves are wired in `biss_pipeline.checks.hubspot`):
 |                         | open deals; WARN: an open deal without key (the old automation's leftover) |
 |                         | sharing a contact with a pipeline deal. Reads the practice's deals *in     |
 |                         | HubSpot*, their contacts and those contacts' other deals; the rules are    |
-|                         | `biss_pipeline.remediation.find_duplicates`                                |
+|                         | `domain.hubspot.remediation.find_duplicates`                            |
 | `ledger_reconciliation` | ERROR: a ledger row HubSpot confirmed whose object is gone (archived or    |
 |                         | deleted) or now carries another key; WARN: objects with a key of the       |
 |                         | practice the ledger does not know, or sampled records whose values differ  |

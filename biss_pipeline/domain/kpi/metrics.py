@@ -45,7 +45,7 @@ are those that belong to a treatment journey; appointment types with the deal ro
 
 scheduled = completed + cancelled + no_show + clarified + pending, in every row.
 
-Deals (`kpi_deals`), from the computed treatment journeys (see `biss_pipeline/logic/deals.py`)
+Deals (`kpi_deals`), from the computed treatment journeys (see `biss_pipeline/domain/deals/rules.py`)
 ------------------------------------------------------------------------------------------------
 A deal *reaches Erstberatung* when it is now in Erstberatung, In Behandlung or Abgeschlossen, or it
 is Verloren after at least one of its appointments was completed (lost after the consultation).
@@ -460,7 +460,7 @@ def compute_kpis(
     if duplicated.any():
         raise ValueError(
             f"{int(duplicated.sum())} appointments appear more than once; pass the current "
-            "version of each (biss_pipeline.staging.newest_rows)"
+            "version of each (biss_pipeline.domain.staging.rules.newest_rows)"
         )
     return KpiTables(
         appointments=appointment_kpis(patient_appointments(appointments, deal_appointments), grains),

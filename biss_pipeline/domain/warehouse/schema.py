@@ -305,7 +305,7 @@ hubspot_ledger = sa.Table(
 )
 
 # -- KPIs (SPEC §6): aggregates per practice and period, no patient keys; definitions in
-# `biss_pipeline/kpi.py`. The KPI asset replaces every row in one transaction. ----------------------
+# `biss_pipeline/domain/kpi/metrics.py`. The KPI asset replaces every row in one transaction. --------
 
 
 def _kpi_period_columns() -> list[sa.Column]:
