@@ -15,7 +15,6 @@ ARG EXTRAS=k8s
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY biss_pipeline ./biss_pipeline
-COPY biss_emulators ./biss_emulators
 # A regular (non-editable) install into a venv of its own, so the runtime stage copies one
 # directory and no build leftovers. Every dependency ships manylinux wheels: no compiler needed.
 RUN python -m venv /opt/venv \

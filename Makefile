@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The dev tools (biss_emulators, bench, tests) are not part of the package: the dev venv imports
+	# them from this checkout.
+	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'biss_dev_tools.pth').write_text('$(CURDIR)\n')"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -17,6 +20,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/dg check defs
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

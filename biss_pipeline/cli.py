@@ -1,4 +1,4 @@
-"""`biss-pipeline` command: the demo, the emulators, and a `dagster dev` wrapper."""
+"""`biss-pipeline` command: the demo and the emulators (dev tools)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ def _build_parser() -> argparse.ArgumentParser:
     emulate = commands.add_parser("emulate", help="run an emulator standalone (dev tool)")
     emulators = emulate.add_subparsers(dest="emulator", required=True)
     for name, module_name in EMULATORS.items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            # Not in an installed pipeline (the production image): the emulators are dev tools.
+            sub = emulators.add_parser(name, help="(dev tool: run from a checkout set up by `make`)")
+            sub.set_defaults(handler=_emulators_missing)
+            continue
         sub = emulators.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
@@ -27,6 +33,13 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the whole pipeline end to end on the embedded defaults")
     demo.set_defaults(handler=_run_demo)
     return parser
+
+
+def _emulators_missing(args: argparse.Namespace) -> int:
+    print("The emulators are dev tools and not part of the installed pipeline: run them from a "
+          "checkout of the repository set up by `make` (its virtualenv imports biss_emulators).",
+          file=sys.stderr)
+    return 2
 
 
 def _run_demo(args: argparse.Namespace) -> int:

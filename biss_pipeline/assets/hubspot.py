@@ -141,7 +141,6 @@ def build_practice_sync_asset(
             )
         return MaterializeResult(metadata=report.as_metadata())
 
-    hubspot_practice_sync.__name__ = f"hubspot_sync_{practice_id}"
     return hubspot_practice_sync
 
 

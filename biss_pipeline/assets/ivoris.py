@@ -131,7 +131,6 @@ def _raw_asset(practice: PracticeConfig, entity: IvorisEntity, source: RawSource
         return MaterializeResult(metadata=_result_metadata(date_from, date_to, totals,
                                                            client.stats.as_metadata()))
 
-    raw.__name__ = f"{pid}_{source.name}"
     return raw
 
 

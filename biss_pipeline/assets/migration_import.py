@@ -12,6 +12,7 @@ reads every staging row of the practice, so its next run picks the history up.
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -57,7 +58,7 @@ def _day(name: str, value: str | None) -> dt.date | None:
         raise ValueError(f"run config {name}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def import_metadata(result: ImportResult) -> dict[str, object]:
+def import_metadata(result: ImportResult) -> dict[str, Any]:
     """Counts and reasons only (quarantine reasons never carry record content)."""
     return {
         "window": result.window,

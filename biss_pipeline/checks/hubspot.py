@@ -61,7 +61,6 @@ def build_duplicate_deals_check(practice_id: str) -> AssetChecksDefinition:
         )
         return check_result(outcome)
 
-    duplicate_deals.__name__ = f"hubspot_duplicate_deals_{practice_id}"
     return duplicate_deals
 
 
@@ -99,7 +98,6 @@ def build_reconciliation_check(practice_id: str, drift_sample_size: int = DEFAUL
         )
         return check_result(outcome)
 
-    ledger_reconciliation.__name__ = f"hubspot_ledger_reconciliation_{practice_id}"
     return ledger_reconciliation
 
 

@@ -71,6 +71,4 @@ def build_document_entry_checks(practice: PracticeConfig) -> list[AssetChecksDef
             store, practice, window[0], window[1] - dt.timedelta(days=GRACE_DAYS), ignored)
         return check_result(entry_outcome(comparison, unbilled))
 
-    date_route_complete.__name__ = f"{pid}_date_route_complete"
-    document_entries_complete.__name__ = f"{pid}_document_entries_complete"
     return [date_route_complete, document_entries_complete]

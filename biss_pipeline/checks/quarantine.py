@@ -37,7 +37,6 @@ def build_quarantine_check(practice_id: str) -> AssetChecksDefinition:
         )
         return check_result(quarantine_outcome(summary))
 
-    quarantine.__name__ = f"quarantine_{practice_id}"
     return quarantine
 
 

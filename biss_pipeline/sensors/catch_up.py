@@ -25,7 +25,7 @@ The cursor is JSON: `{"run_key": <last requested key or null>, "site": "up" | "d
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -116,7 +116,7 @@ class CatchUpPlan:
         return "; ".join(p for p in parts if p)
 
 
-def run_window(tags: dict[str, str]) -> tuple[dt.date, dt.date] | None:
+def run_window(tags: Mapping[str, str]) -> tuple[dt.date, dt.date] | None:
     """The inclusive date window a run covered, from its range tags or its single partition tag."""
     try:
         if RANGE_START_TAG in tags and RANGE_END_TAG in tags:

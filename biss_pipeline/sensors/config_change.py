@@ -87,7 +87,7 @@ def materialized_fingerprint(instance: DagsterInstance) -> MappingFingerprint | 
 
 def _cursor(text: str | None) -> tuple[MappingFingerprint, int] | None:
     try:
-        value = json.loads(text) if text else None
+        value = json.loads(text) if text else {}
         return MappingFingerprint(value["content_hash"], value["tabs"], value["practices"]), int(value["seq"])
     except (ValueError, TypeError, KeyError):
         return None

@@ -112,3 +112,30 @@ def test_practices_are_extracted_independently(warehouse_env: str, mapping_file:
     warehouse = WarehouseResource(url=warehouse_env).get()
     assert warehouse.count_rows(schema.raw_appointments, "mb") > 0
     assert warehouse.count_rows(schema.raw_appointments, "rb") == 0
+
+
+def test_a_patient_changed_just_after_local_midnight_lands_in_that_local_day(
+        warehouse_env: str, mapping_file: Path, ivoris: IvorisEmulator) -> None:
+    """Partitions are Europe/Berlin days: a patient changed at 00:30 on 25 June in Berlin (22:30 UTC
+    the day before) belongs to the 25th, so extracting the 25th must ask Ivoris for changes since
+    Berlin midnight, not UTC midnight, and place the patient on the 25th."""
+    day = dt.date(2026, 6, 25)
+    changed = {"id": 987654, "firstName": "A", "lastName": "B", "birthDate": "1980-01-01",
+               "email": None, "phone": None, "insurance": "GKV", "modifiedAt": "2026-06-24T22:30:00Z"}
+
+    def with_the_change(answer: dict, query: dict[str, str]) -> dict:
+        # what a server does: the change is listed for any `modifiedSince` at or before it
+        since = query.get("modifiedSince")
+        if since and since <= changed["modifiedAt"] and query.get("page", "1") == "1":
+            answer["items"].append(dict(changed))
+            answer["total"] += 1
+        return answer
+
+    ivoris.rewrite_response("/patients", with_the_change, site_id="mb", times=None)
+    with instance_for_test() as instance:
+        extract(mapping_file, instance, start=day, end=day)
+
+    warehouse = WarehouseResource(url=warehouse_env).get()
+    placed = warehouse.read_rows(sa.select(schema.raw_patients.c.partition_date, schema.raw_patients.c.reason)
+                                 .where(schema.raw_patients.c.patient_key == "MB_987654"))
+    assert placed == [{"partition_date": day, "reason": "modified"}]

@@ -34,6 +34,7 @@ from biss_pipeline.domain.deals.rules import (
 )
 from biss_pipeline.domain.mapping.config import MappingConfig
 from biss_pipeline.domain.mapping.practices import PracticeConfig
+from biss_pipeline.domain.staging.as_of import practice_as_of
 from biss_pipeline.domain.staging.rules import newest_rows
 from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.domain.warehouse.store import Warehouse
@@ -105,11 +106,6 @@ def input_fingerprints(appointments: pd.DataFrame, entries: pd.DataFrame) -> dic
     return fingerprints
 
 
-def default_as_of(appointments: pd.DataFrame, entries: pd.DataFrame) -> dt.date | None:
-    stamps = [frame["modified_at"].max() for frame in (appointments, entries) if not frame.empty]
-    return max(pd.Timestamp(s) for s in stamps).date() if stamps else None
-
-
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """DataFrame rows as plain Python values (NA → None) for SQLAlchemy."""
     return [{k: (None if v is None or (not isinstance(v, str | list) and pd.isna(v)) else v)
@@ -169,14 +165,18 @@ def _write_deals(warehouse: Warehouse, practice_id: str, patients: Iterable[str]
 def refresh_deals(warehouse: Warehouse, practice_id: str, rules: DealRules, as_of: dt.date | None = None,
                   full_rebuild: bool = False) -> dict[str, Any]:
     """Bring the practice's deal tables and roll-ups up to date; returns figures for metadata."""
+    as_of = as_of or practice_as_of(warehouse, practice_id)
+    if as_of is None:  # nothing staged yet: no deals, and no date to judge them by
+        return {"mode": "no staged data", "as_of": "no data", "patients_recomputed": 0, "patients_total": 0,
+                "deals": 0, "deals_by_stage": {}, "amount_eur": "0.00", "contacts": 0}
     appointments, entries = load_current_inputs(warehouse, practice_id, rules.deal_roles)
-    as_of = as_of or default_as_of(appointments, entries) or dt.date.today()
     current = input_fingerprints(appointments, entries)
     stored = {row["patient_key"]: row["fingerprint"] for row in warehouse.read_rows(
         sa.select(schema.deal_input_fingerprints).where(
             schema.deal_input_fingerprints.c.practice_id == practice_id))}
-    [watermark] = warehouse.read_rows(sa.select(schema.deal_watermarks).where(
-        schema.deal_watermarks.c.practice_id == practice_id)) or [None]
+    watermarks = warehouse.read_rows(sa.select(schema.deal_watermarks).where(
+        schema.deal_watermarks.c.practice_id == practice_id))
+    watermark = watermarks[0] if watermarks else None
     mode, touched = _plan(
         stored, current, watermark, rules, as_of, full_rebuild,
         lambda: patients_awaiting_quiet_period(_table_frame(warehouse, schema.deals, practice_id)))

@@ -98,7 +98,7 @@ def error_info(
     policy: str | None = None,
 ) -> ErrorInfo:
     message = message or ""
-    context = {str(k): tuple(str(v) for v in (vals or ())) for k, vals in (context or {}).items()}
+    contexts = {str(k): tuple(str(v) for v in (vals or ())) for k, vals in (context or {}).items()}
     problems: list[tuple[str, str]] = []
     found = _PROBLEMS.search(message)
     if found:
@@ -110,11 +110,11 @@ def error_info(
     existing = _EXISTING_ID.search(message)
     email_conflict = message.startswith("Contact already exists")
     conflict_property = ""
-    if context.get("propertyName"):
-        conflict_property = context["propertyName"][0]
+    if contexts.get("propertyName"):
+        conflict_property = contexts["propertyName"][0]
     elif email_conflict:
         conflict_property = "email"
-    existing_id = existing.group(1) if existing else (context.get("existingId") or ("",))[0]
+    existing_id = existing.group(1) if existing else (contexts.get("existingId") or ("",))[0]
     return ErrorInfo(
         status=int(status or 0),
         category=str(category or ""),
@@ -124,7 +124,7 @@ def error_info(
         existing_id=existing_id,
         email_conflict=email_conflict,
         policy=str(policy or ""),
-        context=context,
+        context=contexts,
     )
 
 

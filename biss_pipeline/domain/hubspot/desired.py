@@ -6,8 +6,7 @@ Scope (choices, the SPEC is silent):
   stay in the warehouse (data minimisation, SPEC §7).
 - Appointments: the ones that belong to a deal (`deal_appointments`); `ignore`-type appointments are
   irrelevant for the CRM by the mapping sheet's definition and belong to no deal.
-- Current version of a staging row: newest `modified_at`, then latest partition (an appointment
-  moved to another day sits in two partitions until the old day is re-extracted).
+- Current version of a staging row: `newest_by_key` (the one rule staging, deals and KPIs use too).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -35,6 +33,7 @@ from biss_pipeline.domain.hubspot.payloads import (
     contact_records,
     deal_record,
 )
+from biss_pipeline.domain.staging.rules import newest_by_key
 from biss_pipeline.domain.warehouse import schema
 
 if TYPE_CHECKING:
@@ -64,25 +63,6 @@ class WarehouseSnapshot:
         return sorted({str(r["treatment_category"]) for rows in self.revenue.values() for r in rows})
 
 
-def _newest(rows: Iterable[Row], key: str) -> dict[str, Row]:
-    current: dict[str, Row] = {}
-    for row in rows:
-        previous = current.get(row[key])
-        if previous is None or (_ts(row["modified_at"]), row["partition_date"]) >= (
-            _ts(previous["modified_at"]),
-            previous["partition_date"],
-        ):
-            current[row[key]] = row
-    return current
-
-
-def _ts(value: Any) -> float:
-    # SQLite hands back naive datetimes, PostgreSQL aware ones; both are UTC here
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    return float("-inf")
-
-
 def read_snapshot(warehouse: Warehouse, practice_id: str) -> WarehouseSnapshot:
     def rows(table: sa.Table) -> list[Row]:
         return warehouse.read_rows(sa.select(table).where(table.c.practice_id == practice_id))
@@ -98,10 +78,10 @@ def read_snapshot(warehouse: Warehouse, practice_id: str) -> WarehouseSnapshot:
     wanted_appointments = {r["appointment_key"] for r in snapshot.deal_appointments}
     snapshot.appointments = {
         key: row
-        for key, row in _newest(rows(schema.stg_appointments), "appointment_key").items()
+        for key, row in newest_by_key(rows(schema.stg_appointments), "appointment_key").items()
         if key in wanted_appointments
     }
-    snapshot.patients = _newest(rows(schema.stg_patients), "patient_key")
+    snapshot.patients = newest_by_key(rows(schema.stg_patients), "patient_key")
     snapshot.type_names = {r["type_key"]: r["name"] for r in rows(schema.appointment_types) if r["name"]}
     snapshot.chair_names = {r["chair_key"]: r["name"] for r in rows(schema.chairs) if r["name"]}
     return snapshot

@@ -144,9 +144,9 @@ class SyncReport:
         for name, counts in self.objects.items():
             for action, value in asdict(counts).items():
                 metadata[f"{name}_{action}"] = value
-        for name, counts in self.associations.items():
+        for name, pairs in self.associations.items():
             short = name.removeprefix("association:").replace(":", "_")
-            for action, value in asdict(counts).items():
+            for action, value in asdict(pairs).items():
                 metadata[f"assoc_{short}_{action}"] = value
         metadata["write_calls"] = self.calls.get("write_calls", 0)
         metadata["calls"] = dict(self.calls)

@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -125,6 +125,7 @@ class Ledger:
     ) -> None:
         table = hubspot_ledger
         dialect = connection.dialect.name
+        insert: postgresql.Insert | sqlite.Insert
         if dialect == "postgresql":
             insert = postgresql.insert(table)
         elif dialect == "sqlite":
@@ -134,7 +135,7 @@ class Ledger:
         excluded = insert.excluded
         if failed:
             # a failure never overwrites what HubSpot last confirmed
-            set_ = {
+            set_: dict[str, Any] = {
                 "status": excluded.status,
                 "attempts": table.c.attempts + 1,
                 "last_error": excluded.last_error,

@@ -340,7 +340,8 @@ def reconcile(
             result.unknown.append((obj["id"], str(key)))
 
         # not in the listing: gone, or just not indexed yet (search lags) — a read by id decides
-        unlisted = {e.hubspot_id: key for key, e in confirmed.items() if e.hubspot_id not in listed_keys}
+        unlisted = {e.hubspot_id: key for key, e in confirmed.items()
+                    if e.hubspot_id is not None and e.hubspot_id not in listed_keys}
         found = read_by_ids(client, kind.api_type, unlisted, [kind.id_property]) if unlisted else {}
         current_keys = dict(listed_keys)
         current_keys.update({i: props.get(kind.id_property) for i, props in found.items()})
@@ -368,7 +369,8 @@ def reconcile(
         if not sample:
             continue
         names = sorted({name for _, _, record in sample for name in record.properties})
-        current = read_by_ids(client, kind.api_type, [entry.hubspot_id for _, entry, _ in sample], names)
+        current = read_by_ids(client, kind.api_type,
+                              [entry.hubspot_id for _, entry, _ in sample if entry.hubspot_id], names)
         for key, entry, record in sample:
             theirs = current.get(str(entry.hubspot_id))
             if theirs is None:  # archived between the two reads: the next run reports it missing

@@ -154,12 +154,16 @@ DOCUMENT_ENTRY = IvorisEntity(
                   "billing lines the date-filtered route missed, re-fetched through the per-patient "
                   "route for every patient with a completed appointment.",
                   reads=("raw_appointments", "raw_document_entries"),
-                  open_reader=lambda context: read_repaired_document_entries(context, DOCUMENT_ENTRY)),
+                  open_reader=lambda context: read_repaired_document_entries(context, _entries())),
     ),
     staging_name="stg_document_entries", staging_table=schema.stg_document_entries,
     stage=lambda rows, inputs: stage_document_entries(rows, inputs.key_prefix),
     staging_description="billing lines with exact amounts in cents.",
 )
+
+def _entries() -> IvorisEntity:
+    return DOCUMENT_ENTRY  # the repair source builds rows like the entity it belongs to
+
 
 # Staging order: an appointment is checked against the patients staged for its window.
 ENTITIES: tuple[IvorisEntity, ...] = (PATIENT, APPOINTMENT, DOCUMENT_ENTRY)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from biss_pipeline.domain.calendar import local_day
+
 MAX_KEY_LENGTH = 40
 Row = dict[str, Any]
 
@@ -197,5 +199,13 @@ def patient_rows(practice_id: str, key_prefix: str, fields: Mapping[str, str],
 
 
 def modification_day(record: dict[str, Any]) -> dt.date | None:
-    """The UTC day a patient record was last modified (its partition for 'modified' rows)."""
-    return day_of(record.get("modifiedAt"))
+    """The practice-local day a patient record was last modified (its partition for 'modified' rows):
+    partitions are local days, and 00:30 in Berlin is still the previous day in UTC."""
+    value = record.get("modifiedAt")
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return day_of(value)  # a bare date, or garbage (None)
+    return local_day(stamp) if stamp.tzinfo else stamp.date()

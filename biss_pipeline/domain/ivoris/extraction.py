@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from biss_pipeline.domain.calendar import local_midnight
 from biss_pipeline.domain.ivoris.client import IvorisClient, IvorisError, Record, iter_date_chunks
 from biss_pipeline.domain.ivoris.extract import ExtractedRows, day_of, modification_day, usable_id
 from biss_pipeline.domain.warehouse import schema
@@ -120,7 +121,7 @@ def read_patients(context: ExtractionContext, to_rows: PatientRows) -> ChunkRead
     """Patients referenced by the chunk's appointments (asked for by id) plus those modified in it
     (one `modifiedSince` listing for the whole window)."""
     client, pid = context.client, context.practice_id
-    since = dt.datetime.combine(context.date_from, dt.time(), tzinfo=dt.UTC)
+    since = local_midnight(context.date_from)  # partitions are local days
     modified: dict[str, Record] = {}
     copies: dict[str, list[Record]] = {}  # >1 only for conflicting copies
     for record in client.patients_modified_since(since):

@@ -4,8 +4,8 @@ self-contained HTML report under `data_dir()/reports`. The measures are defined 
 `biss_pipeline.domain.kpi.metrics`.
 
 The as-of date that picks the headline week and the chart window is never the wall clock: it is
-`as_of` from the run config, or else the day (Europe/Berlin) of the newest modification Ivoris
-reported for any appointment, so the same data gives the same report.
+`as_of` from the run config, or else `chain_as_of` (the newest practice as-of day, the function the
+deals use too), so the same data gives the same report.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from matplotlib.ticker import StrMethodFormatter
 
 from biss_pipeline.domain.kpi import metrics as kpi
 from biss_pipeline.domain.kpi.metrics import KpiTables, WeekHeadline
-from biss_pipeline.domain.kpi.store import data_as_of, practice_ids, practice_kpis, write_kpis
+from biss_pipeline.domain.kpi.store import practice_ids, practice_kpis, write_kpis
 from biss_pipeline.domain.paths import data_dir
+from biss_pipeline.domain.staging.as_of import chain_as_of
 from biss_pipeline.domain.warehouse.store import Warehouse
 
 CHART_FILE = "kpi_weekly.png"
@@ -259,7 +260,7 @@ def refresh_kpis(
     """Recompute and store the KPI tables, and write the chart and the HTML report."""
     tables = kpi.concat_tables([practice_kpis(warehouse, p) for p in practice_ids(warehouse)])
     write_kpis(warehouse, tables)
-    as_of = as_of or data_as_of(warehouse)
+    as_of = as_of or chain_as_of(warehouse)
     headlines = kpi.week_headlines(tables, as_of) if as_of else []
     chart = render_chart(tables, as_of, weeks)
     reports = data_dir() / "reports"

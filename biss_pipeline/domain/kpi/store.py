@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import sqlalchemy as sa
 
-from biss_pipeline.domain.calendar import PRACTICE_TZ
 from biss_pipeline.domain.kpi import metrics as kpi
 from biss_pipeline.domain.kpi.metrics import KpiTables
+from biss_pipeline.domain.staging.as_of import chain_as_of
 from biss_pipeline.domain.staging.rules import newest_rows
 from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.domain.warehouse.store import Warehouse
@@ -96,21 +96,6 @@ def practice_kpis(warehouse: Warehouse, practice_id: str, grains: Sequence[str] 
     )
 
 
-def data_as_of(warehouse: Warehouse) -> dt.date | None:
-    """The local day of the newest appointment modification Ivoris reported (None: no data yet)."""
-    [newest] = warehouse.read_rows(
-        sa.select(sa.func.max(schema.stg_appointments.c.modified_at).label("newest"))
-    )
-    stamp = newest["newest"]
-    if stamp is None:
-        return None
-    if isinstance(stamp, str):
-        stamp = dt.datetime.fromisoformat(stamp)
-    if stamp.tzinfo is None:  # SQLite hands back the UTC value staging wrote, without its zone
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.astimezone(PRACTICE_TZ).date()
-
-
 def write_kpis(warehouse: Warehouse, tables: KpiTables) -> dict[str, int]:
     """Replace all three KPI tables in one transaction; returns the row count per table."""
     frames = {"appointments": tables.appointments, "deals": tables.deals, "revenue": tables.revenue}
@@ -148,7 +133,7 @@ def read_kpis(
 
 def kpi_headline(warehouse: Warehouse, as_of: dt.date | None = None) -> list[str]:
     """Lines for a CLI: last full week per practice, from the stored KPI tables."""
-    as_of = as_of or data_as_of(warehouse)
+    as_of = as_of or chain_as_of(warehouse)
     practices = _practices_in(warehouse, list(KPI_TABLES.values()))
     if as_of is None or not practices:
         return ["No KPI data yet: run the kpi assets after a sync."]

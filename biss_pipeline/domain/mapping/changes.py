@@ -55,7 +55,7 @@ class MappingChange:
 
 def _same(old: str | None, new: str) -> bool:
     # A baseline from the asset's metadata keeps 12 characters of each tab hash.
-    return bool(old) and new.startswith(old)
+    return old is not None and old != "" and new.startswith(old)
 
 
 def mapping_change(old: MappingFingerprint, new: MappingFingerprint, loaded: Sequence[str]) -> MappingChange:

@@ -115,7 +115,7 @@ class _GoogleApiRedirect(requests.adapters.HTTPAdapter):
     """Sends `https://*.googleapis.com/<path>` to `<base_url>/<path>`; refuses every other https host."""
 
     # google-auth deep-copies the transport for its background lookups; adapters copy only these.
-    __attrs__: ClassVar[list[str]] = [*requests.adapters.HTTPAdapter.__attrs__, "base_url"]
+    __attrs__: ClassVar[list[str]] = [*requests.adapters.HTTPAdapter.__attrs__, "base_url"]  # type: ignore[misc]
 
     def __init__(self, base_url: str) -> None:
         super().__init__()

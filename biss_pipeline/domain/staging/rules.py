@@ -269,12 +269,25 @@ def stage_document_entries(raw_rows: Iterable[Row], key_prefix: str,
     return _stage(raw_rows, "document_entry", "entry_key", convert, latest_modified)
 
 
-def newest_rows(rows: Iterable[Mapping[str, Any]], key_column: str) -> list[Row]:
-    """Across partitions: the newest version of every key (a moved appointment's old day loses)."""
+def _instant(value: Any) -> float:
+    # SQLite hands back naive datetimes, PostgreSQL aware ones; both are UTC here
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+    return float("-inf")
+
+
+def newest_by_key(rows: Iterable[Mapping[str, Any]], key_column: str) -> dict[str, Row]:
+    """Across partitions, the current version of every key: the newest `modified_at`, then the latest
+    partition (an appointment moved to another day sits in two partitions until the old day is
+    re-extracted, and the old day loses). Of two rows equal in both, the first one read stays."""
     newest: dict[str, Mapping[str, Any]] = {}
     for row in rows:
         current = newest.get(row[key_column])
-        if current is None or (row["modified_at"], row["partition_date"]) > (
-                current["modified_at"], current["partition_date"]):
+        if current is None or (_instant(row["modified_at"]), row["partition_date"]) > (
+                _instant(current["modified_at"]), current["partition_date"]):
             newest[row[key_column]] = row
-    return [dict(row) for row in newest.values()]
+    return {key: dict(row) for key, row in newest.items()}
+
+
+def newest_rows(rows: Iterable[Mapping[str, Any]], key_column: str) -> list[Row]:
+    return list(newest_by_key(rows, key_column).values())

@@ -1,0 +1,140 @@
+"""Ivoris extraction assets per practice: the reference data (practice, chairs, appointment types)
+and one daily-partitioned raw asset per source declared in `biss_pipeline.domain.ivoris.entities`.
+
+Why one set of assets per practice (see docs/architecture.md for the measurements): Dagster splits a
+single-run backfill of a date × practice multi-partitioned asset into one run per date, so a one-year
+backfill becomes hundreds of runs. Daily partitions per practice with `BackfillPolicy.single_run()`
+make the same backfill one run, and a practice's outage only fails that practice's runs.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the resource parameters' annotations.
+
+import datetime as dt
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    BackfillPolicy,
+    Backoff,
+    BetaWarning,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+    multi_asset,
+)
+
+from biss_pipeline.domain.ivoris.entities import ENTITIES, IvorisEntity, RawSource
+from biss_pipeline.domain.ivoris.extraction import (
+    ExtractionContext,
+    ExtractionTotals,
+    extract_window,
+    record_extraction_run,
+    write_reference_data,
+)
+from biss_pipeline.domain.mapping.practices import PracticeConfig
+from biss_pipeline.keys import (
+    OWNERS,
+    ivoris_group,
+    ivoris_pool,
+    partition_window,
+    practice_asset_key,
+    practice_partitions,
+)
+from biss_pipeline.resources.ivoris import IvorisResource
+from biss_pipeline.resources.warehouse import WarehouseResource
+
+# Single-run backfills are the reason for this layout (see the module docstring), so the
+# beta notice on `backfill_policy` is expected rather than news.
+warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy.*")
+
+IVORIS_RETRY_POLICY = RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL,
+                                  jitter=Jitter.PLUS_MINUS)
+REFERENCE_NAMES = ("practice", "chairs", "appointment_types")
+
+
+def _result_metadata(date_from: dt.date, date_to: dt.date, totals: ExtractionTotals,
+                     stats: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "dagster/row_count": totals.rows,
+        "window": f"{date_from.isoformat()} .. {date_to.isoformat()}",
+        "days": (date_to - date_from).days + 1,
+        "chunks": totals.chunks,
+        "quarantined": totals.quarantined,
+        "quarantine_reasons": MetadataValue.json(dict(totals.quarantine_reasons)),
+        **stats,
+    }
+
+
+def _reference_asset(practice: PracticeConfig) -> Any:
+    pid, group = practice.practice_id, ivoris_group(practice)
+    descriptions = {"practice": "the practice record as Ivoris reports it.",
+                    "chairs": f"dentist chairs (key prefix {practice.key_prefix}).",
+                    "appointment_types": "appointment types (Terminarten)."}
+
+    @multi_asset(
+        name=f"{pid}_ivoris_reference",
+        specs=[AssetSpec(practice_asset_key(practice, name), group_name=group,
+                         description=f"{practice.name}: {descriptions[name]}") for name in REFERENCE_NAMES],
+        required_resource_keys={practice.resource_key, "warehouse"},
+        pool=ivoris_pool(practice),
+        retry_policy=IVORIS_RETRY_POLICY,
+    )
+    def reference(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
+        ivoris: IvorisResource = getattr(context.resources, practice.resource_key)
+        warehouse: WarehouseResource = context.resources.warehouse
+        with ivoris.client() as client:
+            counts = write_reference_data(warehouse.get(), pid, practice.name, practice.key_prefix, client)
+        yield MaterializeResult(asset_key=practice_asset_key(practice, "practice"),
+                                metadata={"dagster/row_count": 1, **client.stats.as_metadata()})
+        yield MaterializeResult(asset_key=practice_asset_key(practice, "chairs"), metadata={
+            "dagster/row_count": counts["chairs"], "skipped_without_id": counts["chairs_without_id"]})
+        yield MaterializeResult(asset_key=practice_asset_key(practice, "appointment_types"), metadata={
+            "dagster/row_count": counts["appointment_types"],
+            "skipped_without_id": counts["types_without_id"]})
+
+    return reference
+
+
+def _raw_asset(practice: PracticeConfig, entity: IvorisEntity, source: RawSource) -> Any:
+    pid = practice.practice_id
+    open_reader = entity.reader(source)
+
+    @asset(
+        key=practice_asset_key(practice, source.name),
+        deps=[practice_asset_key(practice, name) for name in source.reads],
+        description=f"{practice.name}: {source.description}",
+        group_name=ivoris_group(practice),
+        required_resource_keys={practice.resource_key, "warehouse"},
+        kinds={"sql"},
+        owners=OWNERS,
+        partitions_def=practice_partitions(practice),
+        backfill_policy=BackfillPolicy.single_run(),
+        pool=ivoris_pool(practice),
+        retry_policy=IVORIS_RETRY_POLICY,
+    )
+    def raw(context: AssetExecutionContext) -> MaterializeResult:
+        ivoris: IvorisResource = getattr(context.resources, practice.resource_key)
+        warehouse_resource: WarehouseResource = context.resources.warehouse
+        warehouse = warehouse_resource.get()
+        date_from, date_to = partition_window(context)
+        with ivoris.client() as client:
+            extraction = ExtractionContext(pid, practice.key_prefix, client, warehouse, date_from, date_to)
+            totals = extract_window(extraction, source.table, source.quarantine_entity, open_reader,
+                                    ivoris.chunk_days)
+            record_extraction_run(warehouse, context.run.run_id, pid, context.asset_key.to_user_string(),
+                                  date_from, date_to, totals.rows, client)
+        return MaterializeResult(metadata=_result_metadata(date_from, date_to, totals,
+                                                           client.stats.as_metadata()))
+
+    return raw
+
+
+def build_practice_raw_assets(practice: PracticeConfig) -> list[Any]:
+    """Reference and raw extraction assets for one practice."""
+    return [_reference_asset(practice),
+            *(_raw_asset(practice, entity, source) for entity in ENTITIES for source in entity.sources)]

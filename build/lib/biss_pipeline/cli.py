@@ -1,0 +1,57 @@
+"""`biss-pipeline` command: the demo and the emulators (dev tools)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+EMULATORS = {
+    "ivoris": "biss_emulators.ivoris.cli",
+    "hubspot": "biss_emulators.hubspot.cli",
+}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="biss-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    emulate = commands.add_parser("emulate", help="run an emulator standalone (dev tool)")
+    emulators = emulate.add_subparsers(dest="emulator", required=True)
+    for name, module_name in EMULATORS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            # Not in an installed pipeline (the production image): the emulators are dev tools.
+            sub = emulators.add_parser(name, help="(dev tool: run from a checkout set up by `make`)")
+            sub.set_defaults(handler=_emulators_missing)
+            continue
+        sub = emulators.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline end to end on the embedded defaults")
+    demo.set_defaults(handler=_run_demo)
+    return parser
+
+
+def _emulators_missing(args: argparse.Namespace) -> int:
+    print("The emulators are dev tools and not part of the installed pipeline: run them from a "
+          "checkout of the repository set up by `make` (its virtualenv imports biss_emulators).",
+          file=sys.stderr)
+    return 2
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from biss_pipeline.demo import run_demo
+
+    return run_demo()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

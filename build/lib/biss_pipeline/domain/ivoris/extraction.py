@@ -1,0 +1,229 @@
+"""Extracting a date window of one Ivoris source into its raw table, chunk by chunk.
+
+A ranged run walks its window in chunks of `chunk_days` and replaces each chunk's partitions (and
+that chunk's raw-stage quarantine rows) in one transaction, so memory stays flat however long the
+window is, and a run that fails midway has committed whole days only. What each source reads per
+chunk is its `open_reader` (see `biss_pipeline.domain.ivoris.entities`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from biss_pipeline.domain.calendar import local_midnight
+from biss_pipeline.domain.ivoris.client import IvorisClient, IvorisError, Record, iter_date_chunks
+from biss_pipeline.domain.ivoris.extract import ExtractedRows, day_of, modification_day, usable_id
+from biss_pipeline.domain.warehouse import schema
+from biss_pipeline.domain.warehouse.store import Warehouse
+
+ChunkReader = Callable[[dt.date, dt.date], ExtractedRows]
+
+
+class EntityRows(Protocol):
+    """An entity that turns records into raw rows (`IvorisEntity` does)."""
+
+    def rows(self, practice_id: str, key_prefix: str, records: Any, date_from: dt.date,
+             date_to: dt.date) -> ExtractedRows: ...
+
+
+@dataclass(frozen=True)
+class ExtractionContext:
+    """What a source's reader may use for one run window."""
+
+    practice_id: str
+    key_prefix: str
+    client: IvorisClient
+    warehouse: Warehouse
+    date_from: dt.date
+    date_to: dt.date
+
+
+@dataclass
+class ExtractionTotals:
+    rows: int = 0
+    quarantined: int = 0
+    chunks: int = 0
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+
+    def add(self, extracted: ExtractedRows) -> None:
+        self.rows += len(extracted.rows)
+        self.quarantined += len(extracted.quarantined)
+        self.chunks += 1
+        self.quarantine_reasons.update(row["reason"] for row in extracted.quarantined)
+
+
+def _write_chunk(warehouse: Warehouse, table: sa.Table, entity: str, practice_id: str,
+                 date_from: dt.date, date_to: dt.date, extracted: ExtractedRows) -> None:
+    """The chunk's rows and its raw-stage quarantine rows replace the old ones together."""
+    with warehouse.transaction() as connection:
+        warehouse.replace_partitions(table, practice_id, date_from, date_to, extracted.rows, connection)
+        warehouse.replace_partitions(
+            schema.quarantine, practice_id, date_from, date_to, extracted.quarantined, connection,
+            extra_filter=sa.and_(schema.quarantine.c.entity == entity,
+                                 schema.quarantine.c.stage == "raw"))
+
+
+def record_extraction_run(warehouse: Warehouse, run_id: str, practice_id: str, asset: str,
+                          date_from: dt.date | None, date_to: dt.date | None, rows: int,
+                          client: IvorisClient) -> None:
+    stats = client.stats.as_metadata()
+    with warehouse.transaction() as connection:
+        connection.execute(schema.extraction_runs.insert().values(
+            run_id=run_id, practice_id=practice_id, asset=asset, date_from=date_from, date_to=date_to,
+            rows_written=rows, requests=stats["ivoris_requests"], retries=stats["ivoris_retries"],
+            status_counts=json.dumps(stats["ivoris_status_counts"], sort_keys=True),
+            finished_at=dt.datetime.now(dt.UTC)))
+
+
+def in_partitions(exc: IvorisError, first: dt.date, last: dt.date, run_start: dt.date | None,
+                  ) -> IvorisError:
+    """The client's error (site, route, request window) plus the partitions left unwritten."""
+    kept = (f"; partitions before {first.isoformat()} were committed"
+            if run_start is not None and run_start < first else "")
+    return type(exc)(f"{exc} -- partitions {first.isoformat()} .. {last.isoformat()} not written{kept}")
+
+
+def extract_window(context: ExtractionContext, table: sa.Table, entity: str,
+                   open_reader: Callable[[ExtractionContext], ChunkReader], chunk_days: int,
+                   ) -> ExtractionTotals:
+    """Walk the window chunk by chunk; each chunk's partitions are replaced atomically. An Ivoris
+    failure is re-raised naming the partitions left unwritten."""
+    totals = ExtractionTotals()
+    try:
+        read_chunk = open_reader(context)
+    except IvorisError as exc:
+        raise in_partitions(exc, context.date_from, context.date_to, None) from None
+    for chunk_from, chunk_to in iter_date_chunks(context.date_from, context.date_to, chunk_days):
+        try:
+            extracted = read_chunk(chunk_from, chunk_to)
+        except IvorisError as exc:
+            raise in_partitions(exc, chunk_from, chunk_to, context.date_from) from None
+        _write_chunk(context.warehouse, table, entity, context.practice_id, chunk_from, chunk_to, extracted)
+        totals.add(extracted)
+    return totals
+
+
+# -- readers of the sources that are more than one date-filtered route -------------------------------
+
+
+PatientRows = Callable[[list[Record], dict[str, dict[dt.date, str]], dt.date, dt.date], ExtractedRows]
+
+
+def read_patients(context: ExtractionContext, to_rows: PatientRows) -> ChunkReader:
+    """Patients referenced by the chunk's appointments (asked for by id) plus those modified in it
+    (one `modifiedSince` listing for the whole window)."""
+    client, pid = context.client, context.practice_id
+    since = local_midnight(context.date_from)  # partitions are local days
+    modified: dict[str, Record] = {}
+    copies: dict[str, list[Record]] = {}  # >1 only for conflicting copies
+    for record in client.patients_modified_since(since):
+        ivoris_id, day = usable_id(record.get("id")), modification_day(record)
+        if ivoris_id is not None and day is not None and day <= context.date_to:
+            modified[ivoris_id] = record
+            copies.setdefault(ivoris_id, []).append(record)
+
+    def read(first: dt.date, last: dt.date) -> ExtractedRows:
+        reasons = patient_reasons(context.warehouse, pid, first, last, modified)
+        missing = [i for i in reasons if i not in modified]
+        records = client.patients_by_ids(missing) if missing else []
+        records += [copy for i in reasons if i in modified for copy in copies[i]]
+        return to_rows(records, reasons, first, last)
+
+    return read
+
+
+def read_repaired_document_entries(context: ExtractionContext, entries: EntityRows) -> ChunkReader:
+    """Entries the date route missed, asked for through the per-patient route of every patient with a
+    completed appointment in the chunk (each patient once per run)."""
+    client, prefix = context.client, context.key_prefix
+    seen: dict[str, list[Record]] = {}
+
+    def read(first: dt.date, last: dt.date) -> ExtractedRows:
+        patients, known = entry_repair_inputs(context.warehouse, context.practice_id, first, last)
+        fetch = [p for p in patients if p not in seen]
+        with ThreadPoolExecutor(max_workers=client.max_concurrency) as pool:
+            seen.update(zip(fetch, pool.map(client.patient_document_entries, fetch), strict=True))
+        missing = [entry for p in patients for entry in seen[p]
+                   if f"{prefix}{entry.get('id')}" not in known
+                   and (day := day_of(entry.get("date"))) is not None and first <= day <= last]
+        repaired = entries.rows(context.practice_id, prefix, missing, first, last)
+        for row in repaired.quarantined:  # this source replaces (and so must write) its own entity
+            row["entity"] = "document_entry_repair"
+        return repaired
+
+    return read
+
+
+def patient_reasons(warehouse: Warehouse, practice_id: str, date_from: dt.date, date_to: dt.date,
+                    modified: dict[str, dict[str, Any]]) -> dict[str, dict[dt.date, str]]:
+    """Per patient id, the days in the chunk that need the patient, and why."""
+    table = schema.raw_appointments
+    referenced = warehouse.read_rows(
+        sa.select(table.c.patient_id, table.c.partition_date).distinct().where(
+            table.c.practice_id == practice_id,
+            table.c.partition_date >= date_from, table.c.partition_date <= date_to))
+    reasons: dict[str, dict[dt.date, str]] = {}
+    for ivoris_id, record in modified.items():
+        day = modification_day(record)
+        if day is not None and date_from <= day <= date_to:
+            reasons.setdefault(ivoris_id, {})[day] = "modified"
+    for row in referenced:
+        patient_id = usable_id(row["patient_id"])
+        if patient_id is not None:
+            # a referenced patient is needed whatever else happened that day
+            reasons.setdefault(patient_id, {})[row["partition_date"]] = "referenced"
+    return reasons
+
+
+def entry_repair_inputs(warehouse: Warehouse, practice_id: str, date_from: dt.date,
+                        date_to: dt.date) -> tuple[list[str], set[str]]:
+    """Patients with a completed appointment in the window (sorted), and the entry keys the
+    date-filtered route already delivered for it."""
+    appointments, entries = schema.raw_appointments, schema.raw_document_entries
+    completed = warehouse.read_rows(sa.select(appointments.c.patient_id).distinct().where(
+        appointments.c.practice_id == practice_id, appointments.c.status == "completed",
+        appointments.c.partition_date >= date_from, appointments.c.partition_date <= date_to))
+    known = warehouse.read_rows(sa.select(entries.c.entry_key).where(
+        entries.c.practice_id == practice_id,
+        entries.c.partition_date >= date_from, entries.c.partition_date <= date_to))
+    patients = sorted({p for row in completed if (p := usable_id(row["patient_id"])) is not None},
+                      key=lambda p: (len(p), p))
+    return patients, {row["entry_key"] for row in known}
+
+
+def write_reference_data(warehouse: Warehouse, practice_id: str, name: str, key_prefix: str,
+                         client: IvorisClient) -> dict[str, int]:
+    """The practice record, its chairs and its appointment types, replaced; counts per table."""
+    ivoris_practices = client.practices()
+    chairs = client.chairs()
+    types = client.appointment_types()
+    first = ivoris_practices[0] if ivoris_practices else {}
+    with warehouse.transaction() as connection:
+        connection.execute(schema.practices.delete().where(schema.practices.c.practice_id == practice_id))
+        connection.execute(schema.practices.insert().values(
+            practice_id=practice_id, name=name, key_prefix=key_prefix,
+            ivoris_practice_id=str(first.get("id")) if first else None,
+            ivoris_name=str(first.get("name")) if first else None))
+    chair_rows = [
+        {"chair_key": f"{key_prefix}{cid}", "practice_id": practice_id, "ivoris_id": cid,
+         "name": chair.get("name"), "dentist": chair.get("dentist")}
+        for chair in chairs if (cid := usable_id(chair.get("id"))) is not None
+    ]
+    type_rows = [
+        {"type_key": f"{key_prefix}{tid}", "practice_id": practice_id, "ivoris_id": tid,
+         "code": kind.get("code"), "name": kind.get("name"),
+         "duration_min": None if kind.get("duration_min") is None else str(kind["duration_min"])}
+        for kind in types if (tid := usable_id(kind.get("id"))) is not None
+    ]
+    warehouse.replace_practice_rows(schema.chairs, practice_id, chair_rows)
+    warehouse.replace_practice_rows(schema.appointment_types, practice_id, type_rows)
+    return {"chairs": len(chair_rows), "chairs_without_id": len(chairs) - len(chair_rows),
+            "appointment_types": len(type_rows), "types_without_id": len(types) - len(type_rows)}

@@ -1,0 +1,1 @@
+"""Dagster jobs that are not asset materializations (operational remediation)."""

@@ -1,0 +1,53 @@
+"""The resources of the code location, chosen per environment from one place.
+
+`resources_for(practices)` reads the environment once: the warehouse URL, the mapping source, the
+HubSpot host and tier, and one Ivoris resource per practice whose API key comes from the variable the
+mapping names. Secrets are `EnvVar`s, resolved by Dagster when a run starts, never read here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dagster import EnvVar
+
+from biss_pipeline.domain.mapping.practices import PracticeConfig
+from biss_pipeline.resources.hubspot import HubSpotResource
+from biss_pipeline.resources.ivoris import IvorisResource
+from biss_pipeline.resources.mapping import MappingResource
+from biss_pipeline.resources.warehouse import WarehouseResource
+
+
+def warehouse_resource() -> WarehouseResource:
+    if os.environ.get("BISS_WAREHOUSE_URL"):
+        return WarehouseResource(url=EnvVar("BISS_WAREHOUSE_URL"))
+    return WarehouseResource()
+
+
+def mapping_resource(mapping_path: Path | None = None) -> MappingResource:
+    if os.environ.get("BISS_MAPPING_SOURCE", "local") == "gsheet":
+        return MappingResource(source="gsheet", sheet_id=os.environ.get("BISS_GSHEET_ID"))
+    return MappingResource(path=str(mapping_path) if mapping_path else None)
+
+
+def hubspot_resource() -> HubSpotResource:
+    """Token from HUBSPOT_ACCESS_TOKEN; BISS_HUBSPOT_HOST points the SDK elsewhere (the emulator)."""
+    overrides = {"host": os.environ["BISS_HUBSPOT_HOST"]} if os.environ.get("BISS_HUBSPOT_HOST") else {}
+    return HubSpotResource.from_env(tier=os.environ.get("BISS_HUBSPOT_TIER", "professional"), **overrides)
+
+
+def ivoris_resource(practice: PracticeConfig) -> IvorisResource:
+    return IvorisResource(practice_id=practice.practice_id, base_url=practice.ivoris_base_url,
+                          api_key=EnvVar(practice.api_key_env))
+
+
+def resources_for(practices: Sequence[PracticeConfig], mapping: MappingResource) -> dict[str, Any]:
+    return {
+        "warehouse": warehouse_resource(),
+        "mapping": mapping,
+        "hubspot": hubspot_resource(),
+        **{p.resource_key: ivoris_resource(p) for p in practices},
+    }

@@ -1,0 +1,76 @@
+"""Schedules: the incremental sync of recent days and a nightly re-sync of a trailing window.
+
+Both launch a practice's pipeline job (extraction → staging → deals → HubSpot) as one run over
+a date range (range tags, single-run backfill policy). Windows are computed from the tick's
+scheduled time, so a tick evaluated twice asks for the same window, and the run key makes the
+second request a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from dagster import (
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    schedule,
+)
+
+from biss_pipeline.domain.mapping.practices import PracticeConfig
+from biss_pipeline.keys import (
+    BOOKING_LOOKAHEAD_DAYS,
+    PRACTICE_TAG,
+    PRACTICE_TIMEZONE,
+    SYNC_KIND_TAG,
+    window_tags,
+)
+
+
+@dataclass(frozen=True)
+class SyncWindows:
+    """Crons and windows (days relative to the tick's date) of the two schedules."""
+
+    incremental_cron: str = "*/30 7-19 * * 1-6"
+    incremental_days_back: int = 1
+    nightly_cron: str = "15 2 * * *"
+    nightly_days_back: int = 14
+    # bookings ahead of today change too ("nothing booked ahead" decides lost deals)
+    days_ahead: int = BOOKING_LOOKAHEAD_DAYS
+
+
+def sync_window(tick: dt.datetime, days_back: int, days_ahead: int,
+                earliest: dt.date) -> tuple[dt.date, dt.date]:
+    today = tick.date()
+    return max(earliest, today - dt.timedelta(days=days_back)), today + dt.timedelta(days=days_ahead)
+
+
+def build_practice_schedules(practice: PracticeConfig, job_name: str,
+                             windows: SyncWindows) -> list[ScheduleDefinition]:
+    pid = practice.practice_id
+
+    def request(context: ScheduleEvaluationContext, kind: str, days_back: int) -> RunRequest:
+        tick = context.scheduled_execution_time
+        first, last = sync_window(tick, days_back, windows.days_ahead, practice.history_start)
+        return RunRequest(
+            run_key=f"{pid}-{kind}-{tick.isoformat()}",
+            tags={**window_tags(first, last), PRACTICE_TAG: pid, SYNC_KIND_TAG: kind},
+        )
+
+    @schedule(name=f"{pid}_incremental_sync", job_name=job_name, cron_schedule=windows.incremental_cron,
+              execution_timezone=PRACTICE_TIMEZONE, default_status=DefaultScheduleStatus.STOPPED,
+              description=f"{practice.name}: sync the last {windows.incremental_days_back} day(s) and "
+                          f"{windows.days_ahead} days of bookings ahead.")
+    def incremental(context: ScheduleEvaluationContext) -> RunRequest:
+        return request(context, "incremental", windows.incremental_days_back)
+
+    @schedule(name=f"{pid}_nightly_resync", job_name=job_name, cron_schedule=windows.nightly_cron,
+              execution_timezone=PRACTICE_TIMEZONE, default_status=DefaultScheduleStatus.STOPPED,
+              description=f"{practice.name}: re-sync the trailing {windows.nightly_days_back} days to "
+                          "catch late edits in Ivoris.")
+    def nightly(context: ScheduleEvaluationContext) -> RunRequest:
+        return request(context, "nightly", windows.nightly_days_back)
+
+    return [incremental, nightly]
