@@ -1,1 +1,0 @@
-"""Dagster jobs that are not asset materializations (operational remediation)."""
