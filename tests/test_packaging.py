@@ -4,6 +4,7 @@ Starlette, uvicorn); those are dev tools, in the `emulators` extra that `dev` in
 from __future__ import annotations
 
 import email
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,10 +16,16 @@ DEV_TOOL_DISTRIBUTIONS = ("starlette", "uvicorn", "faker")
 
 
 def test_the_wheel_holds_the_pipeline_only_and_the_emulators_need_their_extra(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(PROJECT_ROOT), "--no-deps", "--quiet",
-                    "--wheel-dir", str(tmp_path)],
+    # A copy of the checkout (dev tools included, as a `pip install .` would see it): setuptools
+    # builds in the source tree and would leave build/ in the repository.
+    source = tmp_path / "source"
+    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "data", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"))
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--quiet",
+                    "--wheel-dir", str(wheels)],
                    check=True, timeout=300, capture_output=True)
-    [wheel] = tmp_path.glob("biss_pipeline-*.whl")
+    [wheel] = wheels.glob("biss_pipeline-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         [metadata_name] = [n for n in names if n.endswith(".dist-info/METADATA")]
