@@ -10,8 +10,11 @@ from biss_pipeline.logic.deals import (
     DealSettings,
     Stage,
     compute_deals,
+    key_order,
     patients_awaiting_quiet_period,
+    patients_to_recompute,
     recompute_for_patients,
+    stale_appointments,
 )
 from biss_pipeline.logic.entry_rules import (
     TREATMENT_CATEGORIES,
@@ -32,7 +35,10 @@ __all__ = [
     "compute_deals",
     "contact_rollups",
     "entry_rule_problems",
+    "key_order",
     "patients_awaiting_quiet_period",
+    "patients_to_recompute",
     "recompute_for_patients",
+    "stale_appointments",
     "unmatched_entries",
 ]
