@@ -34,17 +34,18 @@ Membership (the walk, per journey group)
 |      | to exactly one deal                                                                             |
 | W2   | appointments are walked in walk order (start, tie: numeric Ivoris id)                           |
 | W3   | with no open deal, the appointment opens one: `deal_key` = its `appointment_key`                |
-| W4   | otherwise the open deal is first judged as it stands (its own members only, reference day =    |
+| W4   | otherwise the open deal is first judged as it stands (its own members only, reference day =     |
 |      | the new appointment's date): if S4 or S5b closes it, the new appointment opens a new deal (W3); |
 |      | if S5a closes it, see W6; if nothing closes it, the appointment joins the open deal             |
 | W5   | at most one deal per journey group is open: all but the last are closed by W4. Membership       |
-|      | depends on `as_of` only through staleness: moving `as_of` changes it only where a pending-status |
-|      | appointment becomes stale (or no longer is) in between                                          |
-| W6   | (r2) rebooking: a deal that S5a closes reopens when the appointment about to join starts within |
-|      | `rebook_days` of the lost (driving) appointment, i.e. on or before its date + `rebook_days`; the |
-|      | appointment joins and the stage is recomputed from all members. `reopened_count` counts the lost |
-|      | appointments whose loss a rebooking undid (a stale rebooking that leaves the same appointment   |
-|      | driving is not counted twice). Beyond the window the deal stays lost and W3 applies             |
+|      | depends on `as_of` only through staleness: moving `as_of` changes it only where a               |
+|      | pending-status appointment becomes stale (or no longer is) in between                           |
+| W6   | (r2) rebooking: a deal that S5a closes reopens when the appointment about to join (the          |
+|      | patient's next non-`ignore` one) starts within `rebook_days` of the lost (driving)              |
+|      | appointment, i.e. on or before its date + `rebook_days`; it joins and the stage is recomputed   |
+|      | from all members. `reopened_count` counts the lost appointments whose loss a rebooking undid    |
+|      | (a stale rebooking that leaves the same appointment driving is not counted twice). Beyond the   |
+|      | window the deal stays lost and W3 applies                                                       |
 
 Stages (recomputed from scratch on every run; the first row from the top that applies wins; "nothing
 pending" is judged at the horizon)
@@ -109,7 +110,7 @@ Revenue
 | R5   | `amount_cents` = exact integer sum of the counted entries, corrections (negative amounts)       |
 |      | included; `deal_revenue` has one row per (revenue bucket, treatment category) and adds up       |
 |      | exactly to it                                                                                   |
-| R6   | `treatment_category` = the category with the largest positive total; tie: the order of         |
+| R6   | `treatment_category` = the category with the largest positive total; tie: the order of          |
 |      | `TREATMENT_CATEGORIES` (SPEC §4); NA when no category has a positive total                      |
 
 Incremental recompute: a journey group depends only on its own rows, so `recompute_for_patients` replaces
@@ -363,6 +364,10 @@ def key_order(key: str) -> tuple[tuple[str | int, ...], str]:
     Digit runs compare as numbers (text and number parts alternate, so the tuples always compare); the key
     itself breaks the remaining ties (`MB_07` and `MB_7`).
     """
+    prefix, _, number = key.rpartition("_")
+    if prefix.isalpha() and number.isascii() and number.isdigit():
+        # The usual shape, prefix + id (`MB_10423`), without the regular expression: it is sorted per row.
+        return (f"{prefix}_", int(number), ""), key
     parts = _DIGITS.split(key)
     return tuple(int(part) if index % 2 else part for index, part in enumerate(parts)), key
 
@@ -619,7 +624,8 @@ def _compute_journey_group(
     tables: _Tables,
 ) -> None:
     appointments = sorted(appointments, key=_walk_order)
-    entries = sorted(entries, key=lambda entry: (entry.day, key_order(entry.key)))
+    # Entry order carries no rule, only a stable output order, so the plain key is enough (and cheaper).
+    entries = sorted(entries, key=lambda entry: (entry.day, entry.key))
     billed_appointment_keys = {
         entry.appointment_key for entry in entries if entry.billable and entry.appointment_key is not None
     }

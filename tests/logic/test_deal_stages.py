@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from biss_pipeline.logic import DealSettings, Stage, classify_entries, compute_deals
+from biss_pipeline.logic import DealSettings, Stage, classify_entries, compute_deals, key_order
 from tests.logic.factories import RULES, A, E, appointments_frame, compute, day, deal, entries_frame, members
 
 
@@ -710,3 +710,11 @@ def test_settings_fingerprint_names_every_setting_and_changes_with_each() -> Non
     fingerprints = {settings.fingerprint() for settings in [default, *changed]}
     assert len(fingerprints) == 6
     assert DealSettings(rebook_days=31).fingerprint() == DealSettings(rebook_days=31).fingerprint()
+
+
+def test_key_order_is_the_numeric_ivoris_id() -> None:
+    keys = ["MB_34", "MB_7", "MB_10423", "MB_007", "MB_A10", "MB_A9", "MB_0"]
+    assert sorted(keys, key=key_order) == ["MB_0", "MB_007", "MB_7", "MB_34", "MB_10423", "MB_A9", "MB_A10"]
+    # Prefix + number takes a shortcut; it must order exactly like the general digit-run comparison.
+    assert key_order("MB_7") == (("MB_", 7, ""), "MB_7")
+    assert key_order("R2_7") == (("R", 2, "_", 7, ""), "R2_7")
