@@ -1001,6 +1001,9 @@ def stale_appointments(
 ) -> pd.DataFrame:
     """The stale appointments as of `as_of` (optionally of one practice), for the data-quality check.
 
+    `appointments` in the shape `compute_deals` takes (the same validation applies), so the check lists
+    exactly the members `deal_appointments.is_stale` flags.
+
     Stale: a non-`ignore` appointment still booked, confirmed or arrived on or after its start date +
     `stale_after_days`, so nobody updated it in Ivoris. `ignore`-type appointments are left out: they
     belong to no deal, so leaving them untouched changes nothing. Columns: `practice_id`,
