@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,7 @@ from biss_pipeline.domain.mapping.config import (
     DEAL_ROLE_NAMES,
     DEFAULT_CONTACT_FIELDS,
     MappingConfig,
+    MappingSettings,
     check_types_mapped,
     parse_mapping,
 )
@@ -105,7 +107,9 @@ def test_the_shipped_mapping_parses_with_every_tab(shipped: MappingConfig) -> No
     assert [p.practice_id for p in shipped.practices] == list(PRACTICE_IDS)
     assert len(shipped.appointment_types) == 3 * len(APPOINTMENT_TYPES)
     assert [s.stage for s in shipped.stages] == list(Stage)
-    assert shipped.deal_settings == DealSettings(close_after_days=60)
+    assert shipped.deal_settings == DealSettings(
+        close_after_days=60, lost_after_days=120, stale_after_days=3, rebook_days=30, entry_grace_days=30
+    )
     assert shipped.settings.hubspot_contact_fields == DEFAULT_CONTACT_FIELDS
     assert shipped.pipeline_label == "Patientenreise"
     assert shipped.stage(Stage.ABGESCHLOSSEN).probability == 1
@@ -291,6 +295,14 @@ def test_a_stage_pipeline_label_must_agree_with_the_setting() -> None:
     ({"key": "close_after_days", "value": "sechzig"}, "value", "whole number"),
     ({"key": "close_after_days", "value": ""}, "value", "is empty"),
     ({"key": "close_after_dayz", "value": 60}, "key", "unknown setting 'close_after_dayz'"),
+    ({"key": "lost_after_days", "value": 0}, "value", "lost_after_days must be at least 1"),
+    ({"key": "lost_after_days", "value": "vier Monate"}, "value", "whole number"),
+    ({"key": "stale_after_days", "value": "0"}, "value", "stale_after_days must be at least 1"),
+    ({"key": "stale_after_days", "value": 2.5}, "value", "whole number"),
+    ({"key": "rebook_days", "value": "-1"}, "value", "rebook_days must be at least 0"),
+    ({"key": "rebook_days", "value": None}, "value", "is empty"),
+    ({"key": "entry_grace_days", "value": -3}, "value", "entry_grace_days must be at least 0"),
+    ({"key": "entry_grace_days", "value": True}, "value", "expected text"),
     ({"key": "hubspot_contact_fields", "value": "firstname,emial"}, "value", "unknown contact field 'emial'"),
     ({"key": "hubspot_contact_fields", "value": "email, email"}, "value", "listed twice"),
     ({"key": "hubspot_contact_fields", "value": ""}, "value", "is empty"),
@@ -319,9 +331,46 @@ def test_the_settings_tab_is_optional_and_defaults_send_no_health_data() -> None
     del tabs["settings"]
     settings_ = parse_mapping(tabs).settings
     assert settings_.close_after_days == 60
+    assert parse_mapping(tabs).deal_settings == DealSettings()
     assert settings_.hubspot_contact_fields == ("firstname", "lastname", "email", "phone")
     assert "date_of_birth" not in settings_.hubspot_contact_fields
     assert "insurance" not in settings_.hubspot_contact_fields
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("close_after_days", "45", 45),
+        ("lost_after_days", 90.0, 90),
+        ("stale_after_days", " 5 ", 5),
+        ("rebook_days", 0, 0),
+        ("entry_grace_days", "14", 14),
+    ],
+)
+def test_each_deal_setting_is_read_and_the_others_keep_their_defaults(
+    key: str, value: Any, expected: int
+) -> None:
+    tabs = minimal_tabs()
+    tabs["settings"] = [{"key": key, "value": value}]
+    config = parse_mapping(tabs)
+    assert getattr(config.settings, key) == expected
+    assert config.deal_settings == DealSettings(**{key: expected})
+
+
+def test_a_deal_setting_row_left_out_keeps_its_default_beside_the_others() -> None:
+    tabs = minimal_tabs()
+    tabs["settings"] = [{"key": "Lost After Days", "value": 100}, {"key": "rebook_days", "value": 14}]
+    assert parse_mapping(tabs).deal_settings == DealSettings(lost_after_days=100, rebook_days=14)
+
+
+def test_the_settings_tab_knows_every_deal_setting() -> None:
+    # A setting added to the deal logic must be settable in the sheet (and is then in the hash below).
+    deal_keys = [setting.name for setting in dataclasses.fields(DealSettings)]
+    assert [key for key in deal_keys if not hasattr(MappingSettings(), key)] == []
+    rows = {row["key"]: row["value"] for row in parse_mapping(minimal_tabs()).canonical_tabs()["settings"]}
+    assert {key: rows[key] for key in deal_keys} == {
+        key: str(getattr(DealSettings(), key)) for key in deal_keys
+    }
 
 
 def test_contact_fields_can_be_widened_or_emptied_explicitly() -> None:
@@ -423,6 +472,10 @@ def test_content_hash_ignores_key_order_row_order_and_whitespace(data: st.DataOb
     lambda t: t["appointment_types"][1].update(deal_role="lead"),
     lambda t: t["entry_rules"].insert(0, t["entry_rules"].pop(1)),
     lambda t: t["settings"][0].update(value=45),
+    lambda t: t["settings"][1].update(value=90),
+    lambda t: t["settings"][2].update(value=5),
+    lambda t: t["settings"][3].update(value=0),
+    lambda t: t["settings"][4].update(value=45),
     lambda t: t["practices"][0].update(active=False),
     lambda t: t["stages"][0].update(stage_id="appointmentscheduled"),
 ])

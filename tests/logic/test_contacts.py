@@ -65,7 +65,7 @@ def test_deal_counts_and_lifetime_revenue() -> None:
         A("MB_A1", "lead", "01-01", "completed"),
         A("MB_A2", "treatment", "01-10", "completed"),  # won on 03-10
         A("MB_A3", "lead", "04-01", "cancelled"),  # lost
-        A("MB_A5", "lead", "05-01", "completed"),
+        A("MB_A5", "lead", "05-02", "completed"),  # 31 days after the cancellation: a new deal, no rebooking
         A("MB_A6", "treatment", "05-10", "completed"),  # open, in treatment
     ]
     entries = [

@@ -48,7 +48,9 @@ def uncounted(computation: object) -> dict[str, str]:
         ("unlinked, first day of the window", E("MB_1", 700, None, "03-01"), ("MB_A1", "window")),
         ("unlinked, last day of the window", E("MB_1", 700, None, "03-10"), ("MB_A1", "window")),
         ("unlinked, before the window", E("MB_1", 700, None, "02-29"), "outside_deal_windows"),
-        ("unlinked, after the window", E("MB_1", 700, None, "03-11"), "outside_deal_windows"),
+        ("unlinked, the day after the last appointment", E("MB_1", 700, None, "03-11"), ("MB_A1", "window")),
+        ("unlinked, last day of entry_grace_days", E("MB_1", 700, None, "04-09"), ("MB_A1", "window")),
+        ("unlinked, after entry_grace_days", E("MB_1", 700, None, "04-10"), "outside_deal_windows"),
         ("linked to a booked appointment", E("MB_1", 700, "MB_A3", "03-10"), "appointment_not_completed"),
         ("linked to a cancelled appointment", E("MB_1", 700, "MB_A4", "03-10"), "appointment_not_completed"),
         ("linked to an ignore-type appointment", E("MB_1", 700, "MB_X1", "03-05"), "appointment_ignored"),
@@ -108,16 +110,88 @@ def test_entry_of_another_patients_appointment_is_not_counted() -> None:
     assert computation.deals["amount_cents"].tolist() == [0, 0]
 
 
-def test_touching_windows_give_the_unlinked_entry_to_the_later_deal() -> None:
+def test_the_window_ends_where_the_next_deal_begins() -> None:
+    # MB_A3 comes after the rebooking window, so it opens a deal of its own while MB_A1's grace period
+    # (60 days here) still runs: from MB_A3's first day on, unlinked entries are the new deal's.
     appointments = [
         A("MB_A1", "lead", "03-01", "completed"),
-        A("MB_A2", "followup", "03-05", "no_show", hour=9),
-        A("MB_A3", "lead", "03-05", "completed", hour=14),
+        A("MB_A2", "followup", "03-05", "no_show"),
+        A("MB_A3", "lead", "04-10", "completed"),
     ]
-    computation = compute(appointments, [E("MB_1", 3000, None, "03-05"), E("MB_2", 500, None, "03-03")])
-    assert counted(computation) == {"MB_1": ("MB_A3", "window"), "MB_2": ("MB_A1", "window")}
-    assert deal(computation, "MB_A1")["amount_cents"] == 500
-    assert deal(computation, "MB_A3")["amount_cents"] == 3000
+    entries = [
+        E("MB_1", 500, None, "03-03"),
+        E("MB_2", 700, None, "04-09"),  # inside MB_A1's grace period, the day before MB_A3's deal begins
+        E("MB_3", 3000, None, "04-10"),  # inside both grace periods: the deal that began wins
+        E("MB_4", 90, None, "05-03"),  # still inside MB_A1's grace period, but MB_A3's deal runs
+    ]
+    computation = compute(appointments, entries, as_of="05-05", settings=DealSettings(entry_grace_days=60))
+    assert members(computation) == {"MB_A1": ["MB_A1", "MB_A2"], "MB_A3": ["MB_A3"]}
+    assert counted(computation) == {
+        "MB_1": ("MB_A1", "window"),
+        "MB_2": ("MB_A1", "window"),
+        "MB_3": ("MB_A3", "window"),
+        "MB_4": ("MB_A3", "window"),
+    }
+    assert deal(computation, "MB_A1")["amount_cents"] == 1200
+    assert deal(computation, "MB_A3")["amount_cents"] == 3090
+
+
+def test_touching_windows_give_the_unlinked_entry_to_the_later_deal() -> None:
+    # The deal won at the end of its quiet period, and the next opens that very day; with no grace
+    # period the two windows touch on that one day.
+    appointments = [*LEAD_AND_TREATMENT, A("MB_A5", "lead", "05-09", "completed")]
+    settings = DealSettings(entry_grace_days=0)
+    computation = compute(
+        appointments,
+        [E("MB_0", 0, "MB_A2"), E("MB_1", 3000, None, "05-09"), E("MB_2", 500, None, "03-10")],
+        as_of="05-10",
+        settings=settings,
+    )
+    assert members(computation) == {"MB_A1": ["MB_A1", "MB_A2"], "MB_A5": ["MB_A5"]}
+    assert counted(computation) == {
+        "MB_0": ("MB_A1", "appointment"),
+        "MB_1": ("MB_A5", "window"),
+        "MB_2": ("MB_A1", "window"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("grace", "entry_day", "expected"),
+    [
+        (0, "03-10", ("MB_A1", "window")),
+        (0, "03-11", "outside_deal_windows"),  # no grace: the old window, first to last appointment
+        (10, "03-20", ("MB_A1", "window")),
+        (10, "03-21", "outside_deal_windows"),
+    ],
+)
+def test_configured_entry_grace_days(grace: int, entry_day: str, expected: tuple[str, str] | str) -> None:
+    computation = compute(
+        LEAD_AND_TREATMENT, [E("MB_1", 900, None, entry_day)], settings=DealSettings(entry_grace_days=grace)
+    )
+    if isinstance(expected, tuple):
+        assert counted(computation) == {"MB_1": expected}
+    else:
+        assert uncounted(computation) == {"MB_1": expected}
+
+
+def test_a_lab_bill_after_the_last_visit_counts_for_the_deal() -> None:
+    # The r2 reason for the grace period: the lab bills weeks after the crown was fitted.
+    entries = [
+        E("MB_1", 48000, "MB_A2", "03-10"),
+        E("MB_2", 35050, None, "04-02", entry_type="lab", code="L7"),
+    ]
+    computation = compute(LEAD_AND_TREATMENT, entries, as_of="04-05")
+    assert deal(computation, "MB_A1")["amount_cents"] == 83050
+    assert revenue(computation, "MB_A1") == {("goz", "Füllung"): 48000, ("labor", "Prothetik"): 35050}
+    assert uncounted(computation) == {}
+
+
+def test_an_entry_of_a_stale_appointment_is_not_completed_revenue() -> None:
+    appointments = [*LEAD_AND_TREATMENT, A("MB_A3", "treatment", "03-12", "arrived")]
+    computation = compute(appointments, [E("MB_1", 4000, "MB_A3", "03-12")], as_of="04-01")
+    assert computation.deal_appointments.set_index("appointment_key").loc["MB_A3", "is_stale"]
+    assert uncounted(computation) == {"MB_1": "appointment_not_completed"}
+    assert computation.uncounted_entries["amount_cents"].tolist() == [4000]
 
 
 def test_pabg_has_its_own_bucket_and_counts_once() -> None:
@@ -152,7 +226,8 @@ def test_treatment_category_is_the_one_with_most_revenue() -> None:
 @pytest.mark.parametrize(
     ("amounts", "expected"),
     [
-        ({"2060": 5000, "3010": 5000}, "Chirurgie"),  # tie: alphabetical
+        ({"2060": 5000, "3010": 5000}, "Füllung"),  # tie: the order of SPEC §4, Füllung before Chirurgie
+        ({"3010": 5000, "9010": 5000}, "Implantologie"),  # Implantologie before Chirurgie in §4
         ({"2060": -5000}, None),  # only a correction: no revenue
         ({"2060": 5000, "9010": -5000}, "Füllung"),
         ({}, None),

@@ -1,4 +1,7 @@
-"""Deal membership and stages: SPEC §5, the worked example, and the choices in the deals module docstring."""
+"""Deal membership and stages: SPEC §5 rev. 2 and the choices in the deals module docstring.
+
+The worked example of §5 is in test_worked_example.py.
+"""
 
 from __future__ import annotations
 
@@ -6,61 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from biss_pipeline.domain.deals import DealSettings, Stage, classify_entries, compute_deals
+from biss_pipeline.domain.deals import DealSettings, Stage, classify_entries, compute_deals, key_order
 from tests.logic.factories import RULES, A, E, appointments_frame, compute, day, deal, entries_frame, members
-
-
-def test_worked_example_step_by_step() -> None:
-    # 1. A1 (lead, booked 03-01) → deal MB_A1, Termin gebucht.
-    step1 = compute([A("MB_A1", "lead", "03-01", "booked")], as_of="02-20")
-    assert deal(step1, "MB_A1")["stage"] == "termin_gebucht"
-    assert deal(step1, "MB_A1")["stage_label"] == "Termin gebucht"
-    assert deal(step1, "MB_A1")["is_open"]
-
-    # 2. A1 completed → Erstberatung.
-    step2 = compute([A("MB_A1", "lead", "03-01", "completed")], as_of="03-01")
-    assert deal(step2, "MB_A1")["stage"] == "erstberatung"
-
-    # 3. A2 (treatment) completed 03-10 with a billable GOZ entry of 480.00 → In Behandlung.
-    a2_entry = E("MB_9001", 48000, appointment="MB_A2", on="03-10", entry_type="goz", code="2060")
-    step3 = compute(
-        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "treatment", "03-10", "completed")],
-        [a2_entry],
-        as_of="03-10",
-    )
-    assert {key: deal(step3, "MB_A1")[key] for key in ("stage", "behandlungsstart", "amount_cents")} == {
-        "stage": "in_behandlung",
-        "behandlungsstart": day("03-10"),
-        "amount_cents": 48000,
-    }
-    assert members(step3) == {"MB_A1": ["MB_A1", "MB_A2"]}
-
-    # 4. A2 corrected back to booked → Erstberatung again, behandlungsstart empty, amount 0.00.
-    step4 = compute(
-        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "treatment", "03-10", "booked")],
-        [a2_entry],
-        as_of="03-12",
-    )
-    assert {key: deal(step4, "MB_A1")[key] for key in ("stage", "behandlungsstart", "amount_cents")} == {
-        "stage": "erstberatung",
-        "behandlungsstart": None,
-        "amount_cents": 0,
-    }
-    assert step4.uncounted_entries["reason"].tolist() == ["appointment_not_completed"]
-
-    # 5. Instead of 2: A1 cancelled, nothing booked ahead → Verloren; a later A3 opens deal MB_A3.
-    step5 = compute([A("MB_A1", "lead", "03-01", "cancelled")], as_of="03-01")
-    assert deal(step5, "MB_A1")["stage"] == "verloren"
-    assert deal(step5, "MB_A1")["stage_label"] == "Verloren"
-    assert not deal(step5, "MB_A1")["is_open"]
-    assert deal(step5, "MB_A1")["lost_reason"] == "cancelled"
-
-    step5_later = compute(
-        [A("MB_A1", "lead", "03-01", "cancelled"), A("MB_A3", "lead", "04-15", "booked")], as_of="04-01"
-    )
-    assert deal(step5_later, "MB_A1")["stage"] == "verloren"
-    assert deal(step5_later, "MB_A3")["stage"] == "termin_gebucht"
-    assert members(step5_later) == {"MB_A1": ["MB_A1"], "MB_A3": ["MB_A3"]}
 
 
 @dataclass(frozen=True)
@@ -72,6 +22,7 @@ class Case:
     as_of: str = "03-15"
     settings: DealSettings = field(default_factory=DealSettings)
     membership: dict[str, list[str]] | None = None
+    stale: list[str] | None = None  # appointment keys flagged `is_stale` in deal_appointments
 
 
 BILLED_A2 = E("MB_9001", 48000, appointment="MB_A2", on="03-10")
@@ -150,11 +101,11 @@ STAGE_CASES = [
         entries=[BILLED_A2, E("MB_9002", 100, appointment="MB_A3", on="03-12")],
     ),
     Case(
-        "stage 3 stays while the next treatment is booked",
-        [A("MB_A2", "treatment", "03-10", "completed"), A("MB_A4", "treatment", "04-20")],
-        {"MB_A2": {"stage": "in_behandlung"}},
+        "stage 3 stays while the next treatment is pending",
+        [A("MB_A2", "treatment", "03-10", "completed"), A("MB_A4", "treatment", "05-08")],
+        {"MB_A2": {"stage": "in_behandlung", "driving_appointment_key": "MB_A4"}},
         entries=[BILLED_A2],
-        as_of="05-20",
+        as_of="05-10",  # MB_A4 is stale from 05-11
     ),
 ]
 
@@ -202,10 +153,10 @@ LOST_CASES = [
         {"MB_A1": {"stage": "termin_gebucht"}},
     ),
     Case(
-        "cancelled, then seen the same day: the lost deal stays lost, a new one opens",
+        "cancelled, then seen the same day: a rebooking, the deal reopens",
         [A("MB_A1", "lead", "03-01", "cancelled"), A("MB_A2", "lead", "03-01", "completed", hour=10)],
-        {"MB_A1": {"stage": "verloren"}, "MB_A2": {"stage": "erstberatung"}},
-        membership={"MB_A1": ["MB_A1"], "MB_A2": ["MB_A2"]},
+        {"MB_A1": {"stage": "erstberatung", "reopened_count": 1, "driving_appointment_key": "MB_A2"}},
+        membership={"MB_A1": ["MB_A1", "MB_A2"]},
     ),
     Case(
         "not lost: stage 3 deal with a cancelled driving appointment",
@@ -220,14 +171,255 @@ LOST_CASES = [
         membership={"MB_A1": ["MB_A1"]},
     ),
     Case(
-        "lost deal, next appointment opens a new deal",
+        "lost deal, next appointment after the rebooking window opens a new deal",
         [
             A("MB_A1", "lead", "03-01", "completed"),
             A("MB_A2", "followup", "03-05", "no_show"),
-            A("MB_A3", "lead", "03-06", "completed"),
+            A("MB_A3", "lead", "04-05", "completed"),  # 31 days after the no-show
         ],
-        {"MB_A1": {"stage": "verloren", "lost_reason": "no_show"}, "MB_A3": {"stage": "erstberatung"}},
+        {
+            "MB_A1": {"stage": "verloren", "lost_reason": "no_show", "reopened_count": 0},
+            "MB_A3": {"stage": "erstberatung", "reopened_count": 0},
+        },
+        as_of="04-10",
         membership={"MB_A1": ["MB_A1", "MB_A2"], "MB_A3": ["MB_A3"]},
+    ),
+    Case(
+        "lost by the driving appointment even when another is cancelled before it",
+        [A("MB_A1", "lead", "03-01", "no_show"), A("MB_A2", "lead", "03-05", "cancelled")],
+        {"MB_A1": {"stage": "verloren", "lost_reason": "cancelled", "closed_date": day("03-05")}},
+        membership={"MB_A1": ["MB_A1", "MB_A2"]},
+    ),
+]
+
+INACTIVE_CASES = [
+    Case(
+        "(r2) inactive: stage 2, quiet one day short of lost_after_days",
+        [A("MB_A1", "lead", "03-01", "completed")],
+        {"MB_A1": {"stage": "erstberatung", "is_open": True, "closed_date": None}},
+        as_of="06-28",  # 03-01 + 119 days
+    ),
+    Case(
+        "(r2) inactive: stage 2, quiet exactly lost_after_days",
+        [A("MB_A1", "lead", "03-01", "completed")],
+        {"MB_A1": {"stage": "verloren", "lost_reason": "inactive", "closed_date": day("06-29")}},
+        as_of="06-29",
+    ),
+    Case(
+        "(r2) inactive: configured lost_after_days",
+        [A("MB_A1", "followup", "03-01", "completed")],
+        {"MB_A1": {"stage": "verloren", "lost_reason": "inactive", "closed_date": day("03-11")}},
+        as_of="03-11",
+        settings=DealSettings(lost_after_days=10),
+    ),
+    Case(
+        "(r2) inactive: a completed treatment that is never billed",
+        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "treatment", "03-10", "completed")],
+        {"MB_A1": {"stage": "verloren", "lost_reason": "inactive", "closed_date": day("07-08")}},
+        as_of="07-08",
+    ),
+    Case(
+        "(r2) inactive: S5a comes first, a cancellation long ago keeps its status as the reason",
+        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "lead", "03-05", "cancelled")],
+        {"MB_A1": {"stage": "verloren", "lost_reason": "cancelled", "closed_date": day("03-05")}},
+        as_of="12-31",
+    ),
+    Case(
+        "(r2) inactive: the quiet period counts from the last non-stale appointment",
+        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "followup", "03-20", "booked")],
+        {
+            "MB_A1": {
+                "stage": "verloren",
+                "lost_reason": "inactive",
+                "closed_date": day("06-29"),
+                "driving_appointment_key": "MB_A1",
+                "last_appointment_date": day("03-20"),
+            }
+        },
+        as_of="06-29",
+        membership={"MB_A1": ["MB_A1", "MB_A2"]},
+        stale=["MB_A2"],
+    ),
+    Case(
+        "(r2) inactive: a deal whose only appointment is stale counts from its first appointment",
+        [A("MB_A1", "lead", "03-01", "booked")],
+        {
+            "MB_A1": {
+                "stage": "verloren",
+                "lost_reason": "inactive",
+                "closed_date": day("06-29"),
+                "driving_appointment_key": None,
+            }
+        },
+        as_of="06-29",
+        stale=["MB_A1"],
+    ),
+    Case(
+        "(r2) inactive: a stage-3 deal is never lost by inactivity",
+        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "treatment", "03-10", "completed")],
+        {"MB_A1": {"stage": "in_behandlung", "lost_reason": None}},
+        entries=[BILLED_A2],
+        as_of="12-31",
+        settings=DealSettings(close_after_days=365),
+    ),
+    Case(
+        "(r2) walk: a stage-2 deal quiet for lost_after_days is lost before the next appointment",
+        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "lead", "2025-03-01", "booked")],
+        {
+            "MB_A1": {"stage": "verloren", "lost_reason": "inactive", "closed_date": day("06-29")},
+            "MB_A2": {"stage": "termin_gebucht"},
+        },
+        as_of="2025-02-01",
+        membership={"MB_A1": ["MB_A1"], "MB_A2": ["MB_A2"]},
+    ),
+    Case(
+        "(r2) walk: the next appointment one day inside lost_after_days joins",
+        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "lead", "06-28", "completed")],
+        {"MB_A1": {"stage": "erstberatung", "driving_appointment_key": "MB_A2"}},
+        as_of="07-01",
+        membership={"MB_A1": ["MB_A1", "MB_A2"]},
+    ),
+]
+
+STALE_CASES = [
+    Case(
+        "(r2) stale: pending up to stale_after_days after its date, stale on that day",
+        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "followup", "03-10", "confirmed")],
+        {"MB_A1": {"driving_appointment_key": "MB_A2"}},
+        as_of="03-12",
+        stale=[],
+    ),
+    Case(
+        "(r2) stale: on stale_after_days after its date it is no longer the driving appointment",
+        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "followup", "03-10", "confirmed")],
+        {"MB_A1": {"stage": "erstberatung", "driving_appointment_key": "MB_A1"}},
+        as_of="03-13",
+        membership={"MB_A1": ["MB_A1", "MB_A2"]},
+        stale=["MB_A2"],
+    ),
+    Case(
+        "(r2) stale: configured stale_after_days",
+        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "followup", "03-10", "arrived")],
+        {"MB_A1": {"driving_appointment_key": "MB_A1"}},
+        as_of="03-11",
+        settings=DealSettings(stale_after_days=1),
+        stale=["MB_A2"],
+    ),
+    Case(
+        "(r2) stale: a booking left unupdated no longer blocks won",
+        [A("MB_A2", "treatment", "03-10", "completed"), A("MB_A4", "treatment", "04-20")],
+        {
+            "MB_A2": {
+                "stage": "abgeschlossen",
+                "closed_date": day("05-09"),
+                "driving_appointment_key": "MB_A2",
+                "last_appointment_date": day("04-20"),
+            }
+        },
+        entries=[BILLED_A2],
+        as_of="05-20",
+        membership={"MB_A2": ["MB_A2", "MB_A4"]},
+        stale=["MB_A4"],
+    ),
+    Case(
+        "(r2) stale: a stale arrived appointment completes nothing",
+        [A("MB_A1", "treatment", "03-01", "arrived")],
+        {"MB_A1": {"stage": "termin_gebucht", "is_open": True, "driving_appointment_key": None}},
+        entries=[E("MB_9001", 48000, appointment="MB_A1", on="03-01")],
+        as_of="03-15",
+        stale=["MB_A1"],
+    ),
+    Case(
+        "(r2) stale: a stale rebooking does not save a lost deal",
+        [A("MB_A1", "lead", "03-01", "cancelled"), A("MB_A2", "lead", "03-05", "booked")],
+        {
+            "MB_A1": {
+                "stage": "verloren",
+                "lost_reason": "cancelled",
+                "closed_date": day("03-01"),
+                "reopened_count": 1,
+            }
+        },
+        as_of="03-15",
+        membership={"MB_A1": ["MB_A1", "MB_A2"]},
+        stale=["MB_A2"],
+    ),
+    Case(
+        "(r2) stale: every pending status goes stale, final ones never",
+        [
+            A("MB_A1", "lead", "01-10", "booked"),
+            A("MB_A2", "lead", "01-11", "confirmed"),
+            A("MB_A3", "lead", "01-12", "arrived"),
+            A("MB_A4", "lead", "01-13", "cancelled"),
+            A("MB_A5", "lead", "01-14", "no_show"),
+            A("MB_A6", "lead", "01-15", "clarified"),
+            A("MB_A7", "lead", "01-16", "completed"),
+        ],
+        {"MB_A1": {"stage": "erstberatung", "driving_appointment_key": "MB_A7"}},
+        as_of="02-01",
+        stale=["MB_A1", "MB_A2", "MB_A3"],
+    ),
+]
+
+REBOOK_CASES = [
+    Case(
+        "(r2) rebooking: the next appointment exactly rebook_days after the lost one reopens",
+        [
+            A("MB_A1", "lead", "03-01", "completed"),
+            A("MB_A2", "followup", "03-05", "no_show"),
+            A("MB_A3", "lead", "04-04", "completed"),  # 30 days after the no-show
+        ],
+        {
+            "MB_A1": {
+                "stage": "erstberatung",
+                "is_open": True,
+                "lost_reason": None,
+                "closed_date": None,
+                "reopened_count": 1,
+                "driving_appointment_key": "MB_A3",
+            }
+        },
+        as_of="04-10",
+        membership={"MB_A1": ["MB_A1", "MB_A2", "MB_A3"]},
+    ),
+    Case(
+        "(r2) rebooking: configured rebook_days",
+        [A("MB_A1", "lead", "03-01", "cancelled"), A("MB_A3", "lead", "03-09", "booked")],
+        {"MB_A1": {"stage": "verloren"}, "MB_A3": {"stage": "termin_gebucht"}},
+        settings=DealSettings(rebook_days=7),
+        as_of="03-05",
+        membership={"MB_A1": ["MB_A1"], "MB_A3": ["MB_A3"]},
+    ),
+    Case(
+        "(r2) rebooking: the reopened deal's stage comes from all its appointments",
+        [
+            A("MB_A1", "lead", "03-01", "cancelled"),
+            A("MB_A3", "lead", "03-20", "completed"),
+            A("MB_A4", "treatment", "03-25", "completed"),
+        ],
+        {"MB_A1": {"stage": "in_behandlung", "behandlungsstart": day("03-25"), "reopened_count": 1}},
+        entries=[E("MB_9001", 48000, appointment="MB_A4", on="03-25")],
+        as_of="03-26",
+        membership={"MB_A1": ["MB_A1", "MB_A3", "MB_A4"]},
+    ),
+    Case(
+        "(r2) rebooking: reopened, lost again, reopened again",
+        [
+            A("MB_A1", "lead", "03-01", "cancelled"),
+            A("MB_A3", "lead", "03-20", "no_show"),
+            A("MB_A5", "lead", "04-15", "booked"),
+        ],
+        {"MB_A1": {"stage": "termin_gebucht", "reopened_count": 2, "driving_appointment_key": "MB_A5"}},
+        as_of="04-10",
+        membership={"MB_A1": ["MB_A1", "MB_A3", "MB_A5"]},
+    ),
+    Case(
+        "(r2) rebooking: a deal lost by inactivity does not reopen",
+        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "lead", "06-29", "booked")],
+        {"MB_A1": {"stage": "verloren", "lost_reason": "inactive"}, "MB_A2": {"reopened_count": 0}},
+        as_of="06-20",
+        settings=DealSettings(rebook_days=365),
+        membership={"MB_A1": ["MB_A1"], "MB_A2": ["MB_A2"]},
     ),
 ]
 
@@ -264,17 +456,25 @@ WON_CASES = [
         as_of="05-09",
     ),
     Case(
-        "won: not while an appointment is booked ahead",
-        [*BILLED_TREATMENT, A("MB_A3", "treatment", "03-20", "booked")],
+        "won: not while an appointment is pending",
+        [*BILLED_TREATMENT, A("MB_A3", "treatment", "05-08", "booked")],
         {"MB_A1": {"stage": "in_behandlung"}},
         entries=[BILLED_A2],
-        as_of="06-30",
+        as_of="05-10",
     ),
     Case(
-        "won: needs billed treatment (stage 2 stays open)",
+        "(r2) won: once that appointment is stale, counted from the last non-stale one",
+        [*BILLED_TREATMENT, A("MB_A3", "treatment", "05-08", "booked")],
+        {"MB_A1": {"stage": "abgeschlossen", "closed_date": day("05-09")}},
+        entries=[BILLED_A2],
+        as_of="05-11",
+        stale=["MB_A3"],
+    ),
+    Case(
+        "won: needs billed treatment",
         BILLED_TREATMENT,
         {"MB_A1": {"stage": "erstberatung", "closed_date": None}},
-        as_of="12-31",
+        as_of="05-09",
     ),
     Case(
         "walk: next appointment one day inside the quiet period joins",
@@ -306,13 +506,6 @@ WON_CASES = [
         as_of="03-15",
         membership={"MB_A1": ["MB_A1", "MB_A2"], "MB_A3": ["MB_A3"]},
     ),
-    Case(
-        "walk: stage 2 has no closing rule, a late appointment joins",
-        [A("MB_A1", "lead", "03-01", "completed"), A("MB_A2", "lead", "2025-03-01", "booked")],
-        {"MB_A1": {"stage": "erstberatung"}},
-        as_of="2025-02-01",
-        membership={"MB_A1": ["MB_A1", "MB_A2"]},
-    ),
 ]
 
 MEMBERSHIP_CASES = [
@@ -326,12 +519,21 @@ MEMBERSHIP_CASES = [
         "same start: the appointment key breaks the tie",
         [A("MB_A2", "lead", "03-01", "booked"), A("MB_A1", "lead", "03-01", "booked")],
         {"MB_A1": {"driving_appointment_key": "MB_A2"}},
+        as_of="02-25",
         membership={"MB_A1": ["MB_A1", "MB_A2"]},
+    ),
+    Case(
+        "same start: the numeric Ivoris id breaks the tie, not the text",
+        [A("MB_34", "lead", "03-01", "booked"), A("MB_7", "lead", "03-01", "booked")],
+        {"MB_7": {"opened_by_appointment_key": "MB_7", "driving_appointment_key": "MB_34"}},
+        as_of="02-25",
+        membership={"MB_7": ["MB_7", "MB_34"]},
     ),
     Case(
         "start order, not key order",
         [A("MB_A1", "lead", "03-05", "booked"), A("MB_A2", "lead", "03-01", "completed")],
         {"MB_A2": {"opened_by_appointment_key": "MB_A2", "driving_appointment_key": "MB_A1"}},
+        as_of="03-06",
         membership={"MB_A2": ["MB_A2", "MB_A1"]},
     ),
     Case(
@@ -353,7 +555,7 @@ MEMBERSHIP_CASES = [
 
 @pytest.mark.parametrize(
     "case",
-    STAGE_CASES + LOST_CASES + WON_CASES + MEMBERSHIP_CASES,
+    STAGE_CASES + LOST_CASES + INACTIVE_CASES + STALE_CASES + REBOOK_CASES + WON_CASES + MEMBERSHIP_CASES,
     ids=lambda case: case.name,
 )
 def test_stage_rules(case: Case) -> None:
@@ -364,6 +566,9 @@ def test_stage_rules(case: Case) -> None:
         assert {key: actual[key] for key in expected} == expected, deal_key
     if case.membership is not None:
         assert members(computation) == case.membership
+    if case.stale is not None:
+        flags = computation.deal_appointments
+        assert sorted(flags.loc[flags["is_stale"], "appointment_key"]) == sorted(case.stale)
 
 
 def test_set_back_regression_moves_every_field_back() -> None:
@@ -383,11 +588,12 @@ def test_set_back_regression_moves_every_field_back() -> None:
 
 
 def test_set_back_merges_deals_that_a_lost_cut_had_split() -> None:
-    # A cancelled lead cut the history in two; once it is corrected to booked, it is one journey again.
-    cancelled = [A("MB_A1", "lead", "03-01", "cancelled"), A("MB_A3", "lead", "03-05", "completed")]
-    corrected = [A("MB_A1", "lead", "03-01", "booked"), A("MB_A3", "lead", "03-05", "completed")]
-    assert members(compute(cancelled)) == {"MB_A1": ["MB_A1"], "MB_A3": ["MB_A3"]}
-    assert members(compute(corrected)) == {"MB_A1": ["MB_A1", "MB_A3"]}
+    # A cancelled lead cut the history in two (the next visit is beyond the rebooking window); once it is
+    # corrected to booked, it is one journey again.
+    cancelled = [A("MB_A1", "lead", "03-01", "cancelled"), A("MB_A3", "lead", "04-05", "completed")]
+    corrected = [A("MB_A1", "lead", "03-01", "booked"), A("MB_A3", "lead", "04-05", "completed")]
+    assert members(compute(cancelled, as_of="04-10")) == {"MB_A1": ["MB_A1"], "MB_A3": ["MB_A3"]}
+    assert members(compute(corrected, as_of="04-10")) == {"MB_A1": ["MB_A1", "MB_A3"]}
 
 
 def test_stage_metadata() -> None:
@@ -402,10 +608,39 @@ def test_stage_metadata() -> None:
     assert [stage.is_open for stage in Stage] == [True, True, True, False, False]
 
 
-def test_membership_does_not_depend_on_as_of() -> None:
+def test_membership_does_not_depend_on_as_of_without_staleness() -> None:
     history = [*BILLED_TREATMENT, A("MB_A3", "followup", "06-01", "booked")]
     by_as_of = [members(compute(history, [BILLED_A2], as_of=as_of)) for as_of in ("03-10", "05-09", "12-31")]
     assert by_as_of[0] == by_as_of[1] == by_as_of[2]
+
+
+def test_membership_moves_with_as_of_only_through_staleness() -> None:
+    # MB_A3 keeps the deal open while it is pending, so the booking far ahead joins; once MB_A3 is stale the
+    # deal was won at the end of its quiet period and that booking opens the next journey.
+    history = [
+        *BILLED_TREATMENT,
+        A("MB_A3", "followup", "05-07", "booked"),
+        A("MB_A4", "lead", "09-01", "booked"),
+    ]
+    pending = compute(history, [BILLED_A2], as_of="05-09")
+    stale = compute(history, [BILLED_A2], as_of="05-10")
+    assert members(pending) == {"MB_A1": ["MB_A1", "MB_A2", "MB_A3", "MB_A4"]}
+    assert deal(pending, "MB_A1")["stage"] == "in_behandlung"
+    assert members(stale) == {"MB_A1": ["MB_A1", "MB_A2", "MB_A3"], "MB_A4": ["MB_A4"]}
+    assert deal(stale, "MB_A1")["stage"] == "abgeschlossen"
+    assert deal(stale, "MB_A1")["closed_date"] == day("05-09")
+    # In the walk, staleness is judged no later than the appointment about to join: on 05-08 MB_A3 (05-07)
+    # was pending, so the booking of that day joins even though MB_A3 is stale as of the run.
+    joined = compute(
+        [
+            *BILLED_TREATMENT,
+            A("MB_A3", "followup", "05-07", "booked"),
+            A("MB_A4", "followup", "05-09", "completed"),
+        ],
+        [BILLED_A2],
+        as_of="06-01",
+    )
+    assert members(joined) == {"MB_A1": ["MB_A1", "MB_A2", "MB_A3", "MB_A4"]}
 
 
 def test_no_wall_clock() -> None:
@@ -435,3 +670,51 @@ def test_rejects_duplicate_appointments() -> None:
 def test_settings_reject_a_quiet_period_below_one_day() -> None:
     with pytest.raises(ValueError, match="close_after_days"):
         DealSettings(close_after_days=0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lost_after_days": 0}, "lost_after_days must be at least 1"),
+        ({"stale_after_days": 0}, "stale_after_days must be at least 1"),
+        ({"rebook_days": -1}, "rebook_days must be at least 0"),
+        ({"entry_grace_days": -1}, "entry_grace_days must be at least 0"),
+        ({"lost_after_days": 1.5}, "whole number of days"),
+        ({"rebook_days": True}, "whole number of days"),
+    ],
+)
+def test_settings_reject_values_outside_their_range(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DealSettings(**change)  # type: ignore[arg-type]
+
+
+def test_settings_defaults_are_the_specs() -> None:
+    assert DealSettings() == DealSettings(
+        close_after_days=60, lost_after_days=120, stale_after_days=3, rebook_days=30, entry_grace_days=30
+    )
+    assert DealSettings(rebook_days=0, entry_grace_days=0).rebook_days == 0
+
+
+def test_settings_fingerprint_names_every_setting_and_changes_with_each() -> None:
+    default = DealSettings()
+    assert default.fingerprint() == (
+        "close_after_days=60,entry_grace_days=30,lost_after_days=120,rebook_days=30,stale_after_days=3"
+    )
+    changed = [
+        DealSettings(close_after_days=61),
+        DealSettings(lost_after_days=121),
+        DealSettings(stale_after_days=4),
+        DealSettings(rebook_days=31),
+        DealSettings(entry_grace_days=31),
+    ]
+    fingerprints = {settings.fingerprint() for settings in [default, *changed]}
+    assert len(fingerprints) == 6
+    assert DealSettings(rebook_days=31).fingerprint() == DealSettings(rebook_days=31).fingerprint()
+
+
+def test_key_order_is_the_numeric_ivoris_id() -> None:
+    keys = ["MB_34", "MB_7", "MB_10423", "MB_007", "MB_A10", "MB_A9", "MB_0"]
+    assert sorted(keys, key=key_order) == ["MB_0", "MB_007", "MB_7", "MB_34", "MB_10423", "MB_A9", "MB_A10"]
+    # Prefix + number takes a shortcut; it must order exactly like the general digit-run comparison.
+    assert key_order("MB_7") == (("MB_", 7, ""), "MB_7")
+    assert key_order("R2_7") == (("R", 2, "_", 7, ""), "R2_7")

@@ -17,8 +17,11 @@ from biss_pipeline.domain.deals.rules import (
     DealSettings,
     Stage,
     compute_deals,
+    key_order,
     patients_awaiting_quiet_period,
+    patients_to_recompute,
     recompute_for_patients,
+    stale_appointments,
 )
 
 __all__ = [
@@ -32,7 +35,10 @@ __all__ = [
     "compute_deals",
     "contact_rollups",
     "entry_rule_problems",
+    "key_order",
     "patients_awaiting_quiet_period",
+    "patients_to_recompute",
     "recompute_for_patients",
+    "stale_appointments",
     "unmatched_entries",
 ]

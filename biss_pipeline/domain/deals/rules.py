@@ -1,19 +1,28 @@
-"""Treatment journeys (HubSpot deals): membership, stage and revenue, computed from scratch (SPEC §5).
+"""Treatment journeys (HubSpot deals): membership, stage and revenue, computed from scratch (SPEC §5, rev. 2).
 
 Everything here is a pure function of the appointments, the classified document entries, the settings
-and an explicit `as_of` date (the run's window end). There is no wall clock, so a re-run of the same
-window gives the same answer.
+and an explicit `as_of` date. The caller decides the as-of date (the pipeline uses the newest Ivoris
+modification seen for the practice, unless a run sets one); there is no wall clock, so a re-run of the
+same inputs gives the same answer.
 
 Terms
 -----
 - *Journey group*: one patient at one practice (`practice_id`, `patient_key`). Groups never interact.
-- *Pending* appointment: status `booked`, `confirmed` or `arrived` — not yet final. *Final*: `completed`,
+- *Walk order*: start time, ties broken by the numeric Ivoris id inside the key (`MB_7` before `MB_34`;
+  a key that is not prefix + number falls back to comparing its digit runs as numbers, then as text).
+- *Pending status*: `booked`, `confirmed` or `arrived` (not final yet). *Final status*: `completed`,
   `cancelled`, `no_show`, `clarified`. (Choice: `arrived` means the patient is in the chair and the
-  appointment is not completed yet, so it completes nothing and it keeps the deal open.)
-- *Driving appointment*: the deal's latest non-`ignore` appointment (start order, tie: appointment key).
+  appointment is not completed yet, so it completes nothing.)
+- *Judgment*: a deal is judged *as of a reference day* r: the start date of the appointment about to join
+  it while walking the history, `as_of` for the patient's last deal.
+- *Stale* (r2): an appointment with a pending status whose start date + `stale_after_days` is on or before
+  the judgment's *horizon*, min(r, `as_of`). Staleness is an observation (nobody updated it in Ivoris), so
+  it is never assumed beyond `as_of`, and while walking the history an appointment is not yet stale on a
+  day before it became so. *Pending* means pending status and not stale. A stale appointment stays a
+  member of its deal, blocks no rule, completes nothing and is never the driving or last appointment.
+- *Driving appointment* (= the deal's *last appointment*): the deal's latest non-stale member in walk
+  order, of any status. The quiet periods of S4 and S5b are counted from its start date.
 - *Billed appointment*: an appointment with at least one billable document entry linked to it.
-- *Reference day*: the day against which the quiet period of the won rule is measured: the start date of
-  the patient's next appointment while walking the history, `as_of` for the patient's last deal.
 
 Rule table, as implemented
 --------------------------
@@ -23,53 +32,61 @@ Membership (the walk, per journey group)
 | ---- | ----------------------------------------------------------------------------------------------- |
 | W1   | `ignore`-type appointments belong to no deal and are skipped; every other appointment belongs   |
 |      | to exactly one deal                                                                             |
-| W2   | appointments are walked in start order, ties broken by `appointment_key`                        |
+| W2   | appointments are walked in walk order (start, tie: numeric Ivoris id)                           |
 | W3   | with no open deal, the appointment opens one: `deal_key` = its `appointment_key`                |
-| W4   | otherwise the open deal is first judged as it stands (its own appointments only, reference day  |
-|      | = the new appointment's date): if S5 or S4 closes it, the new appointment opens a new deal      |
-|      | (W3); if not, the appointment joins the open deal                                               |
-| W5   | so which appointment belongs to which deal never depends on `as_of`; only the stage of the      |
-|      | patient's last deal does (S4). At most one deal per journey group is open: all but the last are |
-|      | closed by W4                                                                                    |
+| W4   | otherwise the open deal is first judged as it stands (its own members only, reference day =     |
+|      | the new appointment's date): if S4 or S5b closes it, the new appointment opens a new deal (W3); |
+|      | if S5a closes it, see W6; if nothing closes it, the appointment joins the open deal             |
+| W5   | at most one deal per journey group is open: all but the last are closed by W4. Membership       |
+|      | depends on `as_of` only through staleness: moving `as_of` changes it only where a               |
+|      | pending-status appointment becomes stale (or no longer is) in between                           |
+| W6   | (r2) rebooking: a deal that S5a closes reopens when the appointment about to join (the          |
+|      | patient's next non-`ignore` one) starts within `rebook_days` of the lost (driving)              |
+|      | appointment, i.e. on or before its date + `rebook_days`; it joins and the stage is recomputed   |
+|      | from all members. `reopened_count` counts the lost appointments whose loss a rebooking undid    |
+|      | (a stale rebooking that leaves the same appointment driving is not counted twice). Beyond the   |
+|      | window the deal stays lost and W3 applies                                                       |
 
-Stages (recomputed from scratch on every run; the first row from the top that applies wins)
+Stages (recomputed from scratch on every run; the first row from the top that applies wins; "nothing
+pending" is judged at the horizon)
 
 | stage            | machine name     | rule                                                             |
 | ---------------- | ---------------- | ---------------------------------------------------------------- |
-| 5 Verloren       | `verloren`       | progress is stage 1 or 2, no pending appointment, and the        |
-|                  |                  | driving appointment is `cancelled`, `no_show` or `clarified`.    |
-|                  |                  | `lost_reason` = that status; `closed_date` = the driving         |
-|                  |                  | appointment's date                                               |
-| 4 Abgeschlossen  | `abgeschlossen`  | progress is stage 3, no pending appointment, and reference day ≥ |
-|                  |                  | last appointment date + `close_after_days`. `closed_date` = last |
-|                  |                  | appointment date + `close_after_days`                            |
+| 5 Verloren       | `verloren`       | progress is stage 1 or 2, nothing pending, and                   |
+|                  |                  | S5a: the driving appointment is `cancelled`, `no_show` or        |
+|                  |                  | `clarified`: `lost_reason` = that status, `closed_date` = the    |
+|                  |                  | driving appointment's date; or                                   |
+|                  |                  | S5b (r2): reference day ≥ driving appointment's date +           |
+|                  |                  | `lost_after_days`: `lost_reason` = `inactive`, `closed_date` =   |
+|                  |                  | that first day of the threshold                                  |
+| 4 Abgeschlossen  | `abgeschlossen`  | progress is stage 3, nothing pending, and reference day ≥        |
+|                  |                  | driving appointment's date + `close_after_days`. `closed_date` = |
+|                  |                  | that first day of the threshold                                  |
 | 3 In Behandlung  | `in_behandlung`  | progress: a `treatment` appointment is completed and billed;     |
 |                  |                  | `behandlungsstart` = date of the first such appointment          |
-| 2 Erstberatung   | `erstberatung`   | progress: any appointment completed. The spec names the          |
-|                  |                  | completed `lead`; choice: a completed `treatment` appointment    |
-|                  |                  | that is not (yet) billed and a completed `followup` count too,   |
-|                  |                  | because stage 1 means "only booked"                              |
+| 2 Erstberatung   | `erstberatung`   | progress: any appointment completed (a `lead`, and also a        |
+|                  |                  | completed `followup` or a completed, not (yet) billed treatment) |
 | 1 Termin gebucht | `termin_gebucht` | progress: nothing completed yet                                  |
 
 Consequences and choices for the cases the spec leaves open
 
-- Set back: a completed appointment set back to booked simply drops out of the progress: the stage,
+- Set back: a completed appointment set back to booked drops out of the progress: the stage,
   `behandlungsstart` and the amount move back on the next run (worked example, step 4).
 - A stage-3 deal is never lost; a later cancellation only delays the quiet period (it is measured from
-  the last appointment of any status).
+  the driving appointment, whatever its status).
 - Won needs stage 3: a deal whose treatment is completed but not billed stays in `erstberatung` until
-  its entries arrive (billing in Ivoris often lags the visit).
-- A followup-only deal reaches at most `erstberatung` and is lost like any stage-1/2 deal.
-- Lost is final for that deal, whatever comes later (worked example, step 5). A reschedule recorded as
-  "cancel A1, book A2" therefore gives a lost deal and a new one: without a booking timestamp (the Ivoris
-  contract has none) a reschedule cannot be told from a later return. Moving the appointment (same id,
-  new start) keeps the deal.
-- A stage-2 deal whose driving appointment is completed has no closing rule in the spec: it stays open
-  and the patient's next appointment, however late, joins it.
-- A pending appointment blocks both closing rules, also when its date is in the past (never updated).
+  its entries arrive, and S5b loses it if they never do within `lost_after_days`.
+- A deal whose every member is stale has no driving appointment (`driving_appointment_key` NA); S5b
+  then counts its quiet period from its first appointment's date, so a journey opened by a booking nobody
+  updated does not stay open for ever nor absorb every later visit. It can only be in stage 1.
 - `closed_date` depends on appointment dates only, so it does not move with `as_of`; it can lie after
   `as_of` when the deciding appointment is in the future (a cancelled future appointment, or the next
   appointment is already booked beyond the quiet period, which closes the deal at once per W4).
+- `deal_appointments.is_stale` is staleness as of `as_of`. For a deal closed by the walk every
+  pending-status member was already stale at its judgment (else it would not have closed), so the flag
+  agrees with the judgment of every deal.
+- `last_appointment_date` is the latest member's date of any status, stale ones included (it bounds the
+  revenue window and is what the patient's calendar shows); it is not the driving appointment's date.
 - A "billable entry" is one whose rule says billable, whatever its amount.
 
 Revenue
@@ -79,30 +96,40 @@ Revenue
 | R1   | only entries whose rule matched and is billable count; unmatched and non-billable entries never |
 |      | do                                                                                              |
 | R2   | an entry with an `appointment_key` counts for the deal of that appointment if the appointment   |
-|      | is completed; linked to a pending / cancelled, an `ignore`-type or an unknown appointment (not  |
-|      | among the same patient's appointments) it counts for no deal, and never falls back to R3        |
-| R3   | an entry without `appointment_key` counts for the patient's deal whose window (first to last    |
-|      | appointment date, inclusive, all statuses) contains `entry_date`; where windows touch on one    |
-|      | day, the deal opened later wins (it is the one still running at the end of that day)            |
+|      | is completed; linked to a pending, stale, cancelled / no-show / clarified, an `ignore`-type or  |
+|      | an unknown appointment (not among the same patient's appointments) it counts for no deal, and   |
+|      | never falls back to R3                                                                          |
+| R3   | (r2) an entry without `appointment_key` counts for the patient's deal whose window contains     |
+|      | `entry_date`: from the deal's first appointment date to `entry_grace_days` after its last       |
+|      | appointment date (inclusive, all members), ending the day before the patient's next deal        |
+|      | begins; so the day a deal begins, and every day after, belongs to it and not to an earlier one  |
 | R4   | each entry counts for at most one deal; every entry that counts for none is listed in           |
-|      | `uncounted_entries` with the reason, so the pipeline can flag it                                |
+|      | `uncounted_entries` with its reason: `unmatched_rule` (no matching rule), `not_billable`,       |
+|      | `appointment_not_completed`, `appointment_ignored`, `appointment_unknown`,                      |
+|      | `outside_deal_windows` (outside every window)                                                   |
 | R5   | `amount_cents` = exact integer sum of the counted entries, corrections (negative amounts)       |
 |      | included; `deal_revenue` has one row per (revenue bucket, treatment category) and adds up       |
 |      | exactly to it                                                                                   |
-| R6   | `treatment_category` = the category with the largest positive total; tie: alphabetical order;   |
-|      | NA when no category has a positive total                                                        |
+| R6   | `treatment_category` = the category with the largest positive total; tie: the order of          |
+|      | `TREATMENT_CATEGORIES` (SPEC §4); NA when no category has a positive total                      |
 
 Incremental recompute: a journey group depends only on its own rows, so `recompute_for_patients` replaces
 exactly the given patients' rows. It equals a full `compute_deals` when `previous` was computed with the
-same settings and `as_of`; when `as_of` moves forward, also recompute `patients_awaiting_quiet_period`
-(the only deals whose stage can change by time alone). For an earlier `as_of`, compute in full.
+same settings and `as_of` and only the given patients' rows changed since. When the settings or `as_of`
+move, add `patients_to_recompute(...)`: the patients whose rows can differ with unchanged inputs
+(every patient on a settings change; on a later `as_of` every patient with an open deal, since only the
+last, open deal is judged as of `as_of` and every appointment that can still turn stale belongs to it;
+on an earlier `as_of` the patients with a deal closed by time after it or an appointment whose staleness
+flips in between).
 """
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -110,7 +137,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from biss_pipeline.domain.deals.entry_rules import CLASSIFICATION_COLUMNS
+from biss_pipeline.domain.deals.entry_rules import CLASSIFICATION_COLUMNS, TREATMENT_CATEGORIES
 
 
 class Stage(StrEnum):
@@ -146,9 +173,11 @@ DEAL_ROLES: frozenset[str] = frozenset({"lead", "treatment", "followup", "ignore
 APPOINTMENT_STATUSES: frozenset[str] = frozenset(
     {"booked", "confirmed", "arrived", "completed", "cancelled", "no_show", "clarified"}
 )
+# The statuses that are not final. Whether such an appointment is *pending* also depends on the date (stale).
 PENDING_STATUSES: frozenset[str] = frozenset({"booked", "confirmed", "arrived"})
 LOST_STATUSES: frozenset[str] = frozenset({"cancelled", "no_show", "clarified"})
 COMPLETED = "completed"
+INACTIVE = "inactive"  # `lost_reason` of S5b
 
 # Reasons in `uncounted_entries.reason`.
 UNMATCHED_RULE = "unmatched_rule"
@@ -157,6 +186,14 @@ APPOINTMENT_NOT_COMPLETED = "appointment_not_completed"
 APPOINTMENT_IGNORED = "appointment_ignored"
 APPOINTMENT_UNKNOWN = "appointment_unknown"
 OUTSIDE_DEAL_WINDOWS = "outside_deal_windows"
+UNCOUNTED_REASONS: tuple[str, ...] = (
+    UNMATCHED_RULE,
+    NOT_BILLABLE,
+    APPOINTMENT_NOT_COMPLETED,
+    APPOINTMENT_IGNORED,
+    APPOINTMENT_UNKNOWN,
+    OUTSIDE_DEAL_WINDOWS,
+)
 
 # Values of `deal_entries.counted_by`.
 BY_APPOINTMENT = "appointment"
@@ -203,12 +240,14 @@ DEALS_SCHEMA: Mapping[str, str] = {
     "treatment_category": "str",
     "lost_reason": "str",
     "num_appointments": "int64",
+    "reopened_count": "int64",
 }
 DEAL_APPOINTMENTS_SCHEMA: Mapping[str, str] = {
     "deal_key": "str",
     "practice_id": "str",
     "patient_key": "str",
     "appointment_key": "str",
+    "is_stale": "bool",
 }
 DEAL_REVENUE_SCHEMA: Mapping[str, str] = {
     "deal_key": "str",
@@ -239,15 +278,54 @@ UNCOUNTED_ENTRIES_SCHEMA: Mapping[str, str] = {
     "amount_cents": "int64",
     "reason": "str",
 }
+STALE_APPOINTMENTS_SCHEMA: Mapping[str, str] = {
+    "practice_id": "str",
+    "appointment_key": "str",
+    "patient_key": "str",
+    "start": "datetime64[ns]",
+    "status": "str",
+    "days_stale": "int64",
+}
 
 
 @dataclass(frozen=True)
 class DealSettings:
+    """The deal-rule settings of the mapping's `settings` tab (SPEC §4, §5), in whole days."""
+
     close_after_days: int = 60
+    lost_after_days: int = 120
+    stale_after_days: int = 3
+    rebook_days: int = 30
+    entry_grace_days: int = 30
+
+    # A quiet period of 0 days would close a deal on the day of its last appointment, and an appointment
+    # stale on its own day could never be updated in time; a window of 0 days is meaningful (same day).
+    MINIMUM_DAYS: ClassVar[Mapping[str, int]] = {
+        "close_after_days": 1,
+        "lost_after_days": 1,
+        "stale_after_days": 1,
+        "rebook_days": 0,
+        "entry_grace_days": 0,
+    }
 
     def __post_init__(self) -> None:
-        if self.close_after_days < 1:
-            raise ValueError(f"close_after_days must be at least 1, got {self.close_after_days}")
+        for setting in fields(self):
+            value = getattr(self, setting.name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{setting.name} must be a whole number of days, got {value!r}")
+            minimum = self.MINIMUM_DAYS[setting.name]
+            if value < minimum:
+                raise ValueError(f"{setting.name} must be at least {minimum}, got {value}")
+
+    def fingerprint(self) -> str:
+        """Every setting as stable text (`close_after_days=60,entry_grace_days=30,…`), for mapping hashes.
+
+        Built from the dataclass fields, so a setting added later is part of it without anyone remembering.
+        """
+        return ",".join(
+            f"{setting.name}={getattr(self, setting.name)}"
+            for setting in sorted(fields(self), key=lambda setting: setting.name)
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -276,6 +354,22 @@ _SCHEMAS: Mapping[str, Mapping[str, str]] = {
     "deal_entries": DEAL_ENTRIES_SCHEMA,
     "uncounted_entries": UNCOUNTED_ENTRIES_SCHEMA,
 }
+_CATEGORY_RANK: Mapping[str, int] = {category: rank for rank, category in enumerate(TREATMENT_CATEGORIES)}
+_DIGITS = re.compile(r"(\d+)")
+
+
+def key_order(key: str) -> tuple[tuple[str | int, ...], str]:
+    """Sort key of an Ivoris key by its numeric id: `MB_7` before `MB_34` (text order has them reversed).
+
+    Digit runs compare as numbers (text and number parts alternate, so the tuples always compare); the key
+    itself breaks the remaining ties (`MB_07` and `MB_7`).
+    """
+    prefix, _, number = key.rpartition("_")
+    if prefix.isalpha() and number.isascii() and number.isdigit():
+        # The usual shape, prefix + id (`MB_10423`), without the regular expression: it is sorted per row.
+        return (f"{prefix}_", int(number), ""), key
+    parts = _DIGITS.split(key)
+    return tuple(int(part) if index % 2 else part for index, part in enumerate(parts)), key
 
 
 # --- records ---------------------------------------------------------------------------------------
@@ -290,6 +384,17 @@ class _Appointment:
     start: pd.Timestamp
     day: date
     status: str
+
+    def is_stale(self, horizon: date, settings: DealSettings) -> bool:
+        return (
+            self.status in PENDING_STATUSES
+            and self.day + timedelta(days=settings.stale_after_days) <= horizon
+        )
+
+
+def _walk_order(appointment: _Appointment) -> tuple[pd.Timestamp, tuple[tuple[str | int, ...], str]]:
+    """W2: start time, tie: the numeric Ivoris id."""
+    return appointment.start, key_order(appointment.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,21 +416,32 @@ class _Closing:
     stage: Stage
     closed_date: date
     lost_reason: str | None
+    # Set for S5a only: the appointment whose status lost the deal, from which W6's window is measured.
+    lost_appointment: _Appointment | None = None
 
 
 @dataclass
 class _JourneyDraft:
-    """A deal while the walk adds appointments to it; statuses are fixed, so the flags only accumulate."""
+    """A deal while the walk adds appointments to it. Statuses are fixed, so the fields only accumulate;
+    what depends on the reference day (staleness) is derived from them in `closing`."""
 
     appointments: list[_Appointment] = field(default_factory=list)
     any_completed: bool = False
-    any_pending: bool = False
     behandlungsstart: date | None = None
+    # The latest member with a final status. Once no member is pending, it is the driving appointment:
+    # final statuses are never stale, and every pending-status member is.
+    last_final: _Appointment | None = None
+    # The latest start date among pending-status members: some member is pending at a horizon exactly
+    # when this one is, so one comparison answers it.
+    last_pending_status_day: date | None = None
+    losses_undone: set[str] = field(default_factory=set)
 
     def add(self, appointment: _Appointment, billed_appointment_keys: set[str]) -> None:
         self.appointments.append(appointment)
         if appointment.status in PENDING_STATUSES:
-            self.any_pending = True
+            self.last_pending_status_day = appointment.day
+            return
+        self.last_final = appointment
         if appointment.status == COMPLETED:
             self.any_completed = True
             if (
@@ -343,31 +459,40 @@ class _JourneyDraft:
             return Stage.ERSTBERATUNG
         return Stage.TERMIN_GEBUCHT
 
-    @property
-    def driving(self) -> _Appointment:
-        return self.appointments[-1]
+    def any_pending(self, horizon: date, settings: DealSettings) -> bool:
+        return (
+            self.last_pending_status_day is not None
+            and horizon < self.last_pending_status_day + timedelta(days=settings.stale_after_days)
+        )
 
-    def closing(self, reference_day: date, settings: DealSettings) -> _Closing | None:
+    def closing(self, reference_day: date, as_of: date, settings: DealSettings) -> _Closing | None:
         """S5 and S4: is the deal, as it stands, closed on the reference day?"""
-        if self.any_pending:
+        if self.any_pending(min(reference_day, as_of), settings):
             return None
         progress = self.progress
-        driving = self.driving
-        if progress is not Stage.IN_BEHANDLUNG and driving.status in LOST_STATUSES:
-            return _Closing(Stage.VERLOREN, driving.day, driving.status)
-        quiet_until = driving.day + timedelta(days=settings.close_after_days)
-        if progress is Stage.IN_BEHANDLUNG and reference_day >= quiet_until:
-            return _Closing(Stage.ABGESCHLOSSEN, quiet_until, None)
+        driving = self.last_final
+        if progress is Stage.IN_BEHANDLUNG:
+            assert driving is not None  # stage 3 has a completed member, which is never stale
+            quiet_until = driving.day + timedelta(days=settings.close_after_days)
+            return _Closing(Stage.ABGESCHLOSSEN, quiet_until, None) if reference_day >= quiet_until else None
+        if driving is not None and driving.status in LOST_STATUSES:
+            return _Closing(Stage.VERLOREN, driving.day, driving.status, lost_appointment=driving)
+        quiet_from = driving.day if driving is not None else self.appointments[0].day
+        quiet_until = quiet_from + timedelta(days=settings.lost_after_days)
+        if reference_day >= quiet_until:
+            return _Closing(Stage.VERLOREN, quiet_until, INACTIVE)
         return None
 
 
 @dataclass(frozen=True, slots=True)
 class _Journey:
     appointments: tuple[_Appointment, ...]
+    stale: tuple[bool, ...]
     stage: Stage
     behandlungsstart: date | None
     closed_date: date | None
     lost_reason: str | None
+    reopened_count: int
 
     @property
     def key(self) -> str:
@@ -381,14 +506,25 @@ class _Journey:
     def last_day(self) -> date:
         return self.appointments[-1].day
 
+    @property
+    def driving(self) -> _Appointment | None:
+        for appointment, stale in zip(reversed(self.appointments), reversed(self.stale), strict=True):
+            if not stale:
+                return appointment
+        return None
 
-def _finish(draft: _JourneyDraft, closing: _Closing | None) -> _Journey:
+
+def _finish(
+    draft: _JourneyDraft, closing: _Closing | None, horizon: date, settings: DealSettings
+) -> _Journey:
     return _Journey(
         appointments=tuple(draft.appointments),
+        stale=tuple(appointment.is_stale(horizon, settings) for appointment in draft.appointments),
         stage=draft.progress if closing is None else closing.stage,
         behandlungsstart=draft.behandlungsstart,
         closed_date=None if closing is None else closing.closed_date,
         lost_reason=None if closing is None else closing.lost_reason,
+        reopened_count=len(draft.losses_undone),
     )
 
 
@@ -398,20 +534,25 @@ def _finish(draft: _JourneyDraft, closing: _Closing | None) -> _Journey:
 def _walk(
     appointments: list[_Appointment], billed_appointment_keys: set[str], settings: DealSettings, as_of: date
 ) -> list[_Journey]:
-    """W1–W5: cut a journey group's appointments (non-ignore, in walk order) into deals."""
+    """W1–W6: cut a journey group's appointments (non-ignore, in walk order) into deals."""
     journeys: list[_Journey] = []
     draft: _JourneyDraft | None = None
+    rebook = timedelta(days=settings.rebook_days)
     for appointment in appointments:
         if draft is not None:
-            closing = draft.closing(appointment.day, settings)
+            closing = draft.closing(appointment.day, as_of, settings)
             if closing is not None:
-                journeys.append(_finish(draft, closing))
-                draft = None
+                lost = closing.lost_appointment
+                if lost is not None and appointment.day <= lost.day + rebook:
+                    draft.losses_undone.add(lost.key)
+                else:
+                    journeys.append(_finish(draft, closing, min(appointment.day, as_of), settings))
+                    draft = None
         if draft is None:
             draft = _JourneyDraft()
         draft.add(appointment, billed_appointment_keys)
     if draft is not None:
-        journeys.append(_finish(draft, draft.closing(as_of, settings)))
+        journeys.append(_finish(draft, draft.closing(as_of, as_of, settings), as_of, settings))
     return journeys
 
 
@@ -420,6 +561,8 @@ def _attribute_entry(
     appointments_by_key: Mapping[str, _Appointment],
     deal_index_by_appointment: Mapping[str, int],
     journeys: list[_Journey],
+    first_days: list[date],
+    settings: DealSettings,
 ) -> tuple[int | None, str]:
     """R1–R3: (index of the deal the entry counts for, how) or (None, why not)."""
     if not entry.rule_matched:
@@ -435,10 +578,11 @@ def _attribute_entry(
         if appointment.status != COMPLETED:
             return None, APPOINTMENT_NOT_COMPLETED
         return deal_index_by_appointment[appointment.key], BY_APPOINTMENT
-    # Walk order is date order, so searching from the end gives the later-opened deal on touching windows.
-    for index in range(len(journeys) - 1, -1, -1):
-        if journeys[index].first_day <= entry.day <= journeys[index].last_day:
-            return index, BY_WINDOW
+    # Deals follow each other in walk order, so the latest deal begun by the entry's day is the only one
+    # whose window can hold it: every earlier window ended where that deal began.
+    index = bisect_right(first_days, entry.day) - 1
+    if index >= 0 and entry.day <= journeys[index].last_day + timedelta(days=settings.entry_grace_days):
+        return index, BY_WINDOW
     return None, OUTSIDE_DEAL_WINDOWS
 
 
@@ -447,8 +591,12 @@ def _main_treatment_category(totals: Mapping[tuple[str, str], int]) -> str | Non
     by_category: dict[str, int] = defaultdict(int)
     for (_bucket, category), amount in totals.items():
         by_category[category] += amount
-    positive = [(-amount, category) for category, amount in by_category.items() if amount > 0]
-    return min(positive)[1] if positive else None
+    positive = [
+        (-amount, _CATEGORY_RANK.get(category, len(_CATEGORY_RANK)), category)
+        for category, amount in by_category.items()
+        if amount > 0
+    ]
+    return min(positive)[2] if positive else None
 
 
 @dataclass
@@ -475,7 +623,8 @@ def _compute_journey_group(
     as_of: date,
     tables: _Tables,
 ) -> None:
-    appointments = sorted(appointments, key=lambda appointment: (appointment.start, appointment.key))
+    appointments = sorted(appointments, key=_walk_order)
+    # Entry order carries no rule, only a stable output order, so the plain key is enough (and cheaper).
     entries = sorted(entries, key=lambda entry: (entry.day, entry.key))
     billed_appointment_keys = {
         entry.appointment_key for entry in entries if entry.billable and entry.appointment_key is not None
@@ -493,9 +642,12 @@ def _compute_journey_group(
         for index, journey in enumerate(journeys)
         for appointment in journey.appointments
     }
+    first_days = [journey.first_day for journey in journeys]
     counted: list[list[tuple[_Entry, str]]] = [[] for _ in journeys]
     for entry in entries:
-        index, how = _attribute_entry(entry, appointments_by_key, deal_index_by_appointment, journeys)
+        index, how = _attribute_entry(
+            entry, appointments_by_key, deal_index_by_appointment, journeys, first_days, settings
+        )
         if index is None:
             tables.uncounted_entries.append(
                 {
@@ -542,15 +694,17 @@ def _compute_journey_group(
                     "amount_cents": amount,
                 }
             )
-        for appointment in journey.appointments:
+        for appointment, stale in zip(journey.appointments, journey.stale, strict=True):
             tables.deal_appointments.append(
                 {
                     "deal_key": journey.key,
                     "practice_id": appointment.practice_id,
                     "patient_key": appointment.patient_key,
                     "appointment_key": appointment.key,
+                    "is_stale": stale,
                 }
             )
+        driving = journey.driving
         tables.deals.append(
             {
                 "deal_key": journey.key,
@@ -561,7 +715,7 @@ def _compute_journey_group(
                 "stage_number": journey.stage.number,
                 "is_open": journey.stage.is_open,
                 "opened_by_appointment_key": opening.key,
-                "driving_appointment_key": journey.appointments[-1].key,
+                "driving_appointment_key": None if driving is None else driving.key,
                 "first_appointment_date": journey.first_day,
                 "last_appointment_date": journey.last_day,
                 "behandlungsstart": journey.behandlungsstart,
@@ -570,6 +724,7 @@ def _compute_journey_group(
                 "treatment_category": _main_treatment_category(totals),
                 "lost_reason": journey.lost_reason,
                 "num_appointments": len(journey.appointments),
+                "reopened_count": journey.reopened_count,
             }
         )
 
@@ -762,7 +917,8 @@ def recompute_for_patients(
     """`previous` with exactly the given patients' rows recomputed from the (full or partial) inputs.
 
     Equals `compute_deals` over the same inputs when `previous` was computed with the same settings and
-    `as_of` and only the given patients' rows changed since (see the module docstring for a moving `as_of`).
+    `as_of` and only the given patients' rows changed since; when the settings or `as_of` moved, include
+    `patients_to_recompute(...)` in `patient_keys`.
     """
     keys = set(patient_keys)
     fresh = compute_deals(
@@ -782,6 +938,94 @@ def recompute_for_patients(
 
 
 def patients_awaiting_quiet_period(deals: pd.DataFrame) -> set[str]:
-    """Patients whose deal can change stage by the passage of time alone (open `in_behandlung` → won)."""
-    waiting = deals.loc[deals["is_open"] & (deals["stage"] == Stage.IN_BEHANDLUNG.value), "patient_key"]
-    return set(waiting)
+    """Patients whose deals can change when `as_of` moves *forward* alone: every patient with an open deal.
+
+    Only the patient's last deal is judged as of `as_of`, and a closed one stays closed as time passes
+    (S4/S5b thresholds only get reached, S5a does not depend on the day). What else depends on `as_of` is
+    staleness, and an appointment that can still turn stale is pending now, so it keeps its deal open.
+    For any move of `as_of` or the settings, use `patients_to_recompute`.
+    """
+    return set(deals.loc[deals["is_open"].astype(bool), "patient_key"].astype(str))
+
+
+def patients_to_recompute(
+    previous_deals: pd.DataFrame,
+    appointments: pd.DataFrame,
+    *,
+    previous_settings: DealSettings,
+    settings: DealSettings,
+    previous_as_of: date,
+    as_of: date,
+) -> set[str]:
+    """Patients whose deal tables can differ between the computation `previous_deals` comes from (made with
+    `previous_settings` as of `previous_as_of`) and one with `settings` as of `as_of`, the inputs unchanged.
+
+    `appointments` are the inputs of that computation (for staleness). Add the patients whose inputs
+    changed; `recompute_for_patients` for the union then equals a full `compute_deals`.
+    """
+    previous_as_of, as_of = _as_day(previous_as_of), _as_day(as_of)
+    if settings != previous_settings:
+        # Every threshold moves every deal; there is no cheaper exact answer.
+        return set(previous_deals["patient_key"].astype(str))
+    if as_of == previous_as_of:
+        return set()
+    if as_of > previous_as_of:
+        return patients_awaiting_quiet_period(previous_deals)
+    # Moving back: a deal closed by a time threshold after the new as-of is not closed yet then, and an
+    # appointment that became stale in between is pending again, in whichever deal it is.
+    closed_by_time = (previous_deals["stage"] == Stage.ABGESCHLOSSEN.value) | (
+        previous_deals["lost_reason"] == INACTIVE
+    ).fillna(False)
+    closed_after = [
+        closed_date is not None and closed_date > as_of
+        for closed_date in previous_deals["closed_date"].to_numpy(dtype=object, na_value=None)
+    ]
+    patients = set(
+        previous_deals.loc[
+            closed_by_time.astype(bool) & np.array(closed_after, dtype=bool), "patient_key"
+        ].astype(str)
+    )
+    stale_days = timedelta(days=settings.stale_after_days)
+    patients |= {
+        appointment.patient_key
+        for appointment in _appointment_records(appointments)
+        if appointment.role != "ignore"
+        and appointment.status in PENDING_STATUSES
+        and as_of < appointment.day + stale_days <= previous_as_of
+    }
+    return patients
+
+
+def stale_appointments(
+    appointments: pd.DataFrame, settings: DealSettings, as_of: date, practice_id: str | None = None
+) -> pd.DataFrame:
+    """The stale appointments as of `as_of` (optionally of one practice), for the data-quality check.
+
+    `appointments` in the shape `compute_deals` takes (the same validation applies), so the check lists
+    exactly the members `deal_appointments.is_stale` flags.
+
+    Stale: a non-`ignore` appointment still booked, confirmed or arrived on or after its start date +
+    `stale_after_days`, so nobody updated it in Ivoris. `ignore`-type appointments are left out: they
+    belong to no deal, so leaving them untouched changes nothing. Columns: `practice_id`,
+    `appointment_key`, `patient_key`, `start`, `status`, `days_stale` (days since the start date, so at
+    least `stale_after_days`); keys only, no patient data. Sorted by practice, start and numeric id.
+    """
+    as_of = _as_day(as_of)
+    stale = [
+        appointment
+        for appointment in _appointment_records(appointments)
+        if appointment.role != "ignore"
+        and appointment.is_stale(as_of, settings)
+        and (practice_id is None or appointment.practice_id == practice_id)
+    ]
+    stale.sort(key=lambda appointment: (appointment.practice_id, *_walk_order(appointment)))
+    return pd.DataFrame(
+        {
+            "practice_id": pd.array([a.practice_id for a in stale], dtype="str"),
+            "appointment_key": pd.array([a.key for a in stale], dtype="str"),
+            "patient_key": pd.array([a.patient_key for a in stale], dtype="str"),
+            "start": pd.Series([a.start for a in stale], dtype=STALE_APPOINTMENTS_SCHEMA["start"]).array,
+            "status": pd.array([a.status for a in stale], dtype="str"),
+            "days_stale": np.array([(as_of - a.day).days for a in stale], dtype="int64"),
+        }
+    )

@@ -13,7 +13,9 @@ Tabs and columns
 | `entry_rules`       | entry_type, code_pattern, billable, revenue_bucket, treatment_category    |
 |                     | (in order: the first matching row wins)                                   |
 | `stages`            | stage, pipeline_label, stage_label, probability, pipeline_id, stage_id    |
-| `settings`          | key, value; optional, every setting has a default                         |
+| `settings`          | key, value; optional, every setting has a default (the deal-rule settings |
+|                     | of SPEC §5: `DealSettings`; the contact-field allowlist; the pipeline     |
+|                     | label)                                                                    |
 
 Row numbers in error messages count the header as row 1, like the sheet. Column headers are matched
 case-insensitively with spaces read as underscores (`Type ID` is `type_id`); columns the parser does not
@@ -30,7 +32,11 @@ Values accepted (the sheet delivers text, the YAML file numbers and booleans; bo
 | yes/no      | `billable`               | true/false, TRUE/FALSE, yes/no, ja/nein, j/n, y/n,            |
 |             |                          | wahr/falsch, x, 1/0; blank is an error                        |
 | type id     | `type_id`                | a whole number ≥ 0 (`7`, `"7"`, `7.0`, `"07"` → `7`)          |
-| whole days  | `close_after_days`       | a whole number ≥ 1 (`60`, `"60"`, `60.0`)                     |
+| whole days  | `close_after_days`,      | a whole number ≥ 1 (`60`, `"60"`, `60.0`)                     |
+|             | `lost_after_days`,       |                                                               |
+|             | `stale_after_days`       |                                                               |
+| whole days  | `rebook_days`,           | a whole number ≥ 0 (0: the same day only)                     |
+|             | `entry_grace_days`       |                                                               |
 | probability | `probability`            | 0 ≤ p ≤ 1: `0.5`, `"0.5"`, `"0,5"`, `"50%"`, `"50 %"`         |
 | field list  | `hubspot_contact_fields` | comma-separated names from `PERSONAL_CONTACT_FIELDS`, or      |
 |             |                          | `none` for no personal field at all; blank is an error        |
@@ -49,7 +55,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any
@@ -132,17 +138,25 @@ class StageMapping:
     stage_id: str | None = None
 
 
+# The deal-rule settings of the tab are exactly `DealSettings`' fields, in its order.
+DEAL_SETTING_KEYS: tuple[str, ...] = tuple(setting.name for setting in fields(DealSettings))
+
+
 @dataclass(frozen=True)
 class MappingSettings:
-    """The `settings` tab."""
+    """The `settings` tab. The deal-rule defaults are `DealSettings`' own, so they are stated once."""
 
-    close_after_days: int = 60
+    close_after_days: int = DealSettings.close_after_days
+    lost_after_days: int = DealSettings.lost_after_days
+    stale_after_days: int = DealSettings.stale_after_days
+    rebook_days: int = DealSettings.rebook_days
+    entry_grace_days: int = DealSettings.entry_grace_days
     hubspot_contact_fields: tuple[str, ...] = DEFAULT_CONTACT_FIELDS
     deal_pipeline_label: str = DEFAULT_PIPELINE_LABEL
 
     @property
     def deal_settings(self) -> DealSettings:
-        return DealSettings(close_after_days=self.close_after_days)
+        return DealSettings(**{key: getattr(self, key) for key in DEAL_SETTING_KEYS})
 
 
 @dataclass(frozen=True)
@@ -236,7 +250,7 @@ class MappingConfig:
                 for s in self.stages
             ],
             SETTINGS: [
-                {"key": "close_after_days", "value": str(self.settings.close_after_days)},
+                *({"key": key, "value": str(getattr(self.settings, key))} for key in DEAL_SETTING_KEYS),
                 {"key": "hubspot_contact_fields",
                  "value": ",".join(self.settings.hubspot_contact_fields) or NO_FIELDS},
                 {"key": "deal_pipeline_label", "value": self.settings.deal_pipeline_label},
@@ -502,7 +516,7 @@ def _parse_entry_rules(rows: list[_Row]) -> tuple[EntryRule, ...]:
     return tuple(rules)
 
 
-_SETTING_KEYS: tuple[str, ...] = ("close_after_days", "hubspot_contact_fields", "deal_pipeline_label")
+_SETTING_KEYS: tuple[str, ...] = (*DEAL_SETTING_KEYS, "hubspot_contact_fields", "deal_pipeline_label")
 
 
 def _contact_fields(row: _Row) -> tuple[str, ...]:
@@ -532,10 +546,11 @@ def _parse_settings(rows: list[_Row]) -> dict[str, Any]:
         if key in seen:
             raise row.error("key", f"setting {key!r} is already on row {seen[key]}")
         seen[key] = row.number
-        if key == "close_after_days":
+        if key in DEAL_SETTING_KEYS:
             days = row.whole_number("value")
             try:
-                DealSettings(close_after_days=days)
+                # The deal logic owns the ranges; asking it with this one value blames this row.
+                DealSettings(**{key: days})
             except ValueError as error:
                 raise row.error("value", str(error)) from None
             values[key] = days

@@ -206,6 +206,8 @@ deals = sa.Table(
     sa.Column("treatment_category", sa.String(32)),
     sa.Column("lost_reason", sa.String(32)),
     sa.Column("num_appointments", sa.Integer, nullable=False),
+    # SPEC §5 r2 rebooking: how many losses of this deal a rebooking undid, so KPIs can count reopened deals.
+    sa.Column("reopened_count", sa.Integer, nullable=False, server_default="0"),
 )
 
 deal_appointments = sa.Table(
@@ -214,6 +216,8 @@ deal_appointments = sa.Table(
     sa.Column("practice_id", sa.String(16), nullable=False),
     sa.Column("patient_key", sa.String(64), nullable=False, index=True),
     sa.Column("appointment_key", sa.String(64), nullable=False),
+    # SPEC §5 r2: still pending stale_after_days after its date as of the run; blocks no deal rule.
+    sa.Column("is_stale", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.PrimaryKeyConstraint("practice_id", "appointment_key"),
 )
 
