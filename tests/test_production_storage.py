@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from dagster import DagsterInstance, DagsterRunStatus, Definitions
+from dagster import DagsterInstance, DagsterInvalidConfigError, DagsterRunStatus, Definitions, RunsFilter
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from biss_emulators.hubspot import HubSpotEmulator
@@ -30,7 +30,7 @@ from biss_emulators.ivoris import IvorisEmulator
 from biss_pipeline.definitions import build_definitions
 from biss_pipeline.domain.paths import PROJECT_ROOT
 from biss_pipeline.domain.warehouse import schema
-from biss_pipeline.resources.warehouse import WarehouseResource
+from biss_pipeline.resources.warehouse import ProductionConfigError, WarehouseResource
 from tests.assets.test_ivoris_raw import range_tags
 from tests.conftest import POSTGRES_ADMIN_URL, _postgres_admin
 
@@ -195,3 +195,49 @@ def test_pipeline_runs_on_the_production_instance(
                 if d["properties"].get("ivoris_deal_key", "").startswith("MB_")]
     warehouse = WarehouseResource(url=postgres_url).get()
     assert len(mb_deals) == warehouse.count_rows(schema.deals, "mb") > 0
+
+
+# --- production fails fast ------------------------------------------------------------------------
+
+
+def test_a_production_code_location_without_its_settings_fails_at_load(
+        mapping_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BISS_ENVIRONMENT", "production")
+    monkeypatch.delenv("BISS_WAREHOUSE_URL", raising=False)
+    monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN", raising=False)
+    with pytest.raises(ProductionConfigError, match="BISS_WAREHOUSE_URL, HUBSPOT_ACCESS_TOKEN are not set"):
+        build_definitions(mapping_file)
+    monkeypatch.setenv("BISS_WAREHOUSE_URL", "postgresql+psycopg2://warehouse.example/biss")
+    with pytest.raises(ProductionConfigError, match="HUBSPOT_ACCESS_TOKEN is not set"):
+        build_definitions(mapping_file)
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "set-by-the-deployment")
+    assert build_definitions(mapping_file).resolve_job_def("pipeline_mb") is not None
+    monkeypatch.setenv("BISS_ENVIRONMENT", "development")
+    monkeypatch.delenv("BISS_WAREHOUSE_URL")
+    assert build_definitions(mapping_file).resolve_job_def("pipeline_mb") is not None
+
+
+@pytest.mark.postgres
+def test_the_production_instance_refuses_the_embedded_warehouse_and_a_missing_token(
+        prod_dagster_home: Path, mapping_file: Path, ivoris: IvorisEmulator, hubspot: HubSpotEmulator,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("BISS_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("BISS_WAREHOUSE_URL", raising=False)
+    defs = build_definitions(mapping_file)
+    with DagsterInstance.from_config(str(prod_dagster_home)) as instance:
+        result = defs.resolve_job_def("refresh_reference_data").execute_in_process(
+            instance=instance, run_config=QUIET, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_failure)
+        assert "BISS_WAREHOUSE_URL is not set" in str(failure.event_specific_data)
+        assert not (data_dir / "warehouse.sqlite").exists()  # nothing fell back to a local file
+
+        monkeypatch.setenv("BISS_WAREHOUSE_URL", f"sqlite:///{tmp_path / 'warehouse.sqlite'}")
+        monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN")
+        defs = build_definitions(mapping_file)
+        # The token is an EnvVar: the run is refused at launch, before any step extracts anything.
+        with pytest.raises(DagsterInvalidConfigError, match="HUBSPOT_ACCESS_TOKEN"):
+            defs.resolve_job_def("pipeline_mb").execute_in_process(
+                instance=instance, tags=range_tags(*WINDOW), run_config=QUIET)
+        assert not instance.get_runs(filters=RunsFilter(job_name="pipeline_mb"))

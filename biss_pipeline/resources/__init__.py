@@ -18,7 +18,7 @@ from biss_pipeline.domain.mapping.practices import PracticeConfig
 from biss_pipeline.resources.hubspot import HubSpotResource
 from biss_pipeline.resources.ivoris import IvorisResource
 from biss_pipeline.resources.mapping import MappingResource
-from biss_pipeline.resources.warehouse import WarehouseResource
+from biss_pipeline.resources.warehouse import ProductionConfigError, WarehouseResource
 
 
 def warehouse_resource() -> WarehouseResource:
@@ -44,7 +44,25 @@ def ivoris_resource(practice: PracticeConfig) -> IvorisResource:
                           api_key=EnvVar(practice.api_key_env))
 
 
+ENVIRONMENT_ENV = "BISS_ENVIRONMENT"
+# A production code location cannot do without these; in development the emulators stand in.
+REQUIRED_IN_PRODUCTION = ("BISS_WAREHOUSE_URL", "HUBSPOT_ACCESS_TOKEN")
+
+
+def check_production_settings() -> None:
+    """With BISS_ENVIRONMENT=production (the Helm values and the production guide set it), a missing
+    required variable fails the code location at load, naming it, instead of a run hours later."""
+    if os.environ.get(ENVIRONMENT_ENV, "").strip().lower() != "production":
+        return
+    missing = [name for name in REQUIRED_IN_PRODUCTION if not os.environ.get(name, "").strip()]
+    if missing:
+        raise ProductionConfigError(
+            f"{ENVIRONMENT_ENV}=production, but {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set (see docs/deployment.md)")
+
+
 def resources_for(practices: Sequence[PracticeConfig], mapping: MappingResource) -> dict[str, Any]:
+    check_production_settings()
     return {
         "warehouse": warehouse_resource(),
         "mapping": mapping,

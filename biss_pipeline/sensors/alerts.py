@@ -1,10 +1,18 @@
 """Run-failure alerts: every failed run is logged, and POSTed to a webhook when one is configured.
 
 `run_failure_alert` is a `@run_failure_sensor` over the code location's jobs. For each failed run it
-logs one line and, if `BISS_ALERT_WEBHOOK_URL` is set, POSTs the same fields as JSON:
+logs one line and, if `BISS_ALERT_WEBHOOK_URL` is set, POSTs it in the shape the webhook's service
+reads (`BISS_ALERT_WEBHOOK_FORMAT`: `slack`, `teams`, `json`, or `auto`, the default, which picks
+Slack for hooks.slack.com, Teams for Office 365 and Power Automate webhook hosts, else `json`):
 
-    {"event": "run_failure", "job": ..., "run_id": ..., "practice": ..., "window_start": ...,
-     "window_end": ..., "partition": ..., "failed_steps": [...], "error_class": ..., "error_message": ...}
+* Slack incoming webhook: `{"text": ..., "blocks": [...]}` (`text` is what notifications show);
+* Teams (Workflows webhook): a message with one Adaptive Card (the line, and a button to the run);
+* json: `{"event": "run_failure", "text": ..., "run_url": ..., "job": ..., "run_id": ...,
+  "practice": ..., "window_start": ..., "window_end": ..., "partition": ..., "failed_steps": [...],
+  "error_class": ..., "error_message": ...}`.
+
+The run's URL is `$BISS_DAGSTER_URL/runs/<run id>` (default `http://127.0.0.1:3000`, where
+`make dev` serves the UI).
 
 What it never sends: payloads or personal data. The error message is passed on only for the
 pipeline's own error classes, whose messages are written to name site, route, tab or HTTP status and
@@ -32,6 +40,11 @@ from dagster import (
 from biss_pipeline.keys import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 
 WEBHOOK_ENV = "BISS_ALERT_WEBHOOK_URL"
+FORMAT_ENV = "BISS_ALERT_WEBHOOK_FORMAT"
+UI_URL_ENV = "BISS_DAGSTER_URL"
+DEFAULT_UI_URL = "http://127.0.0.1:3000"
+FORMATS = ("auto", "slack", "teams", "json")
+TEAMS_HOSTS = ("webhook.office.com", "logic.azure.com", "powerplatform.com", "powerautomate.com")
 SENSOR_NAME = "run_failure_alert"
 MAX_MESSAGE_CHARS = 500
 # Errors whose messages this project writes without data (see the module docstring).
@@ -88,8 +101,14 @@ def _step_errors(events: Iterable[Any]) -> tuple[list[str], Any]:
     return steps, first_error
 
 
+def run_url(run_id: str) -> str:
+    base = os.environ.get(UI_URL_ENV, "").strip() or DEFAULT_UI_URL
+    return f"{base.rstrip('/')}/runs/{run_id}"
+
+
 def alert_payload(context: RunFailureSensorContext) -> dict[str, Any]:
-    """The fields of one failure: run identity, practice and window tags, error class and message."""
+    """The fields of one failure: run identity and URL, practice and window tags, error class and
+    message, and `text`, the one line a person reads."""
     run = context.dagster_run
     tags: Mapping[str, str] = run.tags
     steps, error = _step_errors(context.get_step_failure_events())
@@ -99,8 +118,9 @@ def alert_payload(context: RunFailureSensorContext) -> dict[str, Any]:
     if error_class is None:
         # Dagster's own run failure text ("Execution of run for ... failed. ...") names no data.
         error_message = (context.failure_event.message or "")[:MAX_MESSAGE_CHARS]
-    return {
+    payload = {
         "event": "run_failure",
+        "run_url": run_url(run.run_id),
         "job": run.job_name,
         "run_id": run.run_id,
         "practice": tags.get("practice"),
@@ -111,6 +131,43 @@ def alert_payload(context: RunFailureSensorContext) -> dict[str, Any]:
         "error_class": error_class,
         "error_message": error_message,
     }
+    payload["text"] = f"{describe(payload)} ({payload['run_url']})"
+    return payload
+
+
+def webhook_format(url: str) -> str:
+    """The configured format, or for `auto` the service the URL's host belongs to."""
+    chosen = os.environ.get(FORMAT_ENV, "auto").strip().lower() or "auto"
+    if chosen not in FORMATS:
+        raise ValueError(f"{FORMAT_ENV} must be one of {', '.join(FORMATS)}, got {chosen!r}")
+    if chosen != "auto":
+        return chosen
+    host = httpx.URL(url).host
+    if host == "hooks.slack.com":
+        return "slack"
+    if any(host == suffix or host.endswith("." + suffix) for suffix in TEAMS_HOSTS):
+        return "teams"
+    return "json"
+
+
+def webhook_body(payload: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """What the service reads: Slack's `text` (plus a block with a link), Teams' Adaptive Card, or the
+    fields as they are."""
+    text, url = str(payload["text"]), str(payload["run_url"])
+    if kind == "slack":
+        return {"text": text, "blocks": [{"type": "section", "text": {
+            "type": "mrkdwn", "text": f"{describe(payload)}\n<{url}|Open the run in Dagster>"}}]}
+    if kind == "teams":
+        return {"type": "message", "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard", "version": "1.4",
+                "body": [{"type": "TextBlock", "text": describe(payload), "wrap": True}],
+                "actions": [{"type": "Action.OpenUrl", "title": "Open the run in Dagster", "url": url}],
+            },
+        }]}
+    return dict(payload)
 
 
 def describe(payload: Mapping[str, Any]) -> str:
@@ -166,7 +223,12 @@ def build_run_failure_alert_sensor(
         url = os.environ.get(webhook_env, "").strip()
         if not url:
             return
-        problem = post_alert(url, payload, timeout_s)
+        try:
+            body = webhook_body(payload, webhook_format(url))
+        except ValueError as exc:  # a misconfigured format must not crash the sensor
+            context.log.warning(f"alert for run {payload['run_id']} not delivered: {exc}")
+            return
+        problem = post_alert(url, body, timeout_s)
         if problem is None:
             context.log.info(f"alert for run {payload['run_id']} posted to the webhook in {webhook_env}")
         else:

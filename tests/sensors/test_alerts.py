@@ -23,12 +23,19 @@ from starlette.routing import Route
 from biss_emulators.server import BackgroundServer
 from biss_pipeline.domain.ivoris.client import IvorisUnavailableError
 from biss_pipeline.keys import window_tags
-from biss_pipeline.sensors.alerts import WEBHOOK_ENV, build_run_failure_alert_sensor, run_failure_alert_sensor
+from biss_pipeline.sensors.alerts import (
+    FORMAT_ENV,
+    UI_URL_ENV,
+    WEBHOOK_ENV,
+    build_run_failure_alert_sensor,
+    run_failure_alert_sensor,
+    webhook_format,
+)
 
 JUNE_1_TO_5 = window_tags(dt.date(2026, 6, 1), dt.date(2026, 6, 5))
 PERSONAL = "Erika Mustermann, geb. 1970-01-01, erika@example.org"
-FIELDS = {"event", "job", "run_id", "practice", "window_start", "window_end", "partition", "failed_steps",
-          "error_class", "error_message"}
+FIELDS = {"event", "text", "run_url", "job", "run_id", "practice", "window_start", "window_end", "partition",
+          "failed_steps", "error_class", "error_message"}
 
 
 @op
@@ -184,3 +191,49 @@ def test_without_a_webhook_the_failure_is_only_logged(
     run_failure_alert_sensor(context)
     assert "run failed: job=extract_mb" in logs.text and "window=-" in logs.text
     assert "webhook" not in logs.text
+
+
+@pytest.mark.parametrize("kind", ["slack", "teams"])
+def test_chat_services_get_the_shape_they_read_with_text_and_the_run_url(
+        kind: str, instance: DagsterInstance, webhook: Webhook, monkeypatch: pytest.MonkeyPatch,
+        logs: Logs) -> None:
+    monkeypatch.setenv(WEBHOOK_ENV, f"{webhook.server.base_url}/hook")
+    monkeypatch.setenv(FORMAT_ENV, kind)
+    monkeypatch.setenv(UI_URL_ENV, "https://dagster.example.org/")
+    context = failure_context(instance, logs, extract_mb, **JUNE_1_TO_5)
+    run_failure_alert_sensor(context)
+
+    [body] = webhook.received
+    url = f"https://dagster.example.org/runs/{context.dagster_run.run_id}"
+    line = "run failed: job=extract_mb"
+    if kind == "slack":
+        # Slack incoming webhooks need `text` (notifications and fallback); blocks may add the link
+        assert line in body["text"] and url in body["text"]
+        [block] = body["blocks"]
+        assert block["type"] == "section" and block["text"]["type"] == "mrkdwn"
+        assert f"<{url}|" in block["text"]["text"]
+    else:
+        # Teams Workflows webhooks take a message whose attachment is an Adaptive Card
+        assert body["type"] == "message"
+        [attachment] = body["attachments"]
+        assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+        card = attachment["content"]
+        assert card["type"] == "AdaptiveCard" and card["version"]
+        [text] = card["body"]
+        assert text["type"] == "TextBlock" and line in text["text"]
+        [action] = card["actions"]
+        assert action == {"type": "Action.OpenUrl", "title": "Open the run in Dagster", "url": url}
+    assert "Mustermann" not in str(body)
+
+
+def test_the_format_follows_the_webhook_host_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FORMAT_ENV, raising=False)
+    assert webhook_format("https://hooks.slack.com/services/T0/B0/x") == "slack"
+    assert webhook_format("https://contoso.webhook.office.com/webhookb2/x") == "teams"
+    assert webhook_format("https://prod-12.westeurope.logic.azure.com:443/workflows/x") == "teams"
+    assert webhook_format("https://alerts.example.org/hook") == "json"
+    monkeypatch.setenv(FORMAT_ENV, "slack")
+    assert webhook_format("https://alerts.example.org/hook") == "slack"
+    monkeypatch.setenv(FORMAT_ENV, "carrier-pigeon")
+    with pytest.raises(ValueError, match=FORMAT_ENV):
+        webhook_format("https://alerts.example.org/hook")
