@@ -51,14 +51,16 @@ class HubSpotResource(ConfigurableResource):
     def from_env(cls, env_var: str = ACCESS_TOKEN_ENV, **kwargs: Any) -> HubSpotResource:
         return cls(access_token=EnvVar(env_var), **kwargs)
 
-    def get_client(self) -> HubSpotClient:
+    def get_client(self, max_retries: int | None = None) -> HubSpotClient:
+        """`max_retries` overrides the configured retries (a probe that must not wait makes one try)."""
         if not 1 <= self.batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be within 1..{MAX_BATCH}, got {self.batch_size}")
         return HubSpotClient(
             self.access_token,
             self.host,
             tier=self.tier,
-            retry=RetrySettings(self.max_retries, self.backoff_base_s, self.backoff_max_s),
+            retry=RetrySettings(self.max_retries if max_retries is None else max_retries,
+                                self.backoff_base_s, self.backoff_max_s),
             rate_limit_safety=self.rate_limit_safety,
             request_timeout_s=self.request_timeout_s,
         )

@@ -9,21 +9,25 @@ from pathlib import Path
 
 import pytest
 from dagster import (
+    AssetKey,
     DagsterInstance,
     DagsterInvalidConfigError,
     DagsterRunStatus,
     Definitions,
+    EnvVar,
     RetryPolicy,
     build_sensor_context,
 )
 from dagster._core.test_utils import create_run_for_test
 
+from biss_emulators.hubspot import HubSpotEmulator
 from biss_emulators.ivoris import IvorisEmulator
 from biss_pipeline.assets import ivoris as ivoris_assets
 from biss_pipeline.definitions import build_definitions, pipeline_job_name
 from biss_pipeline.domain.mapping.config import MappingConfig
-from biss_pipeline.keys import window_tags
+from biss_pipeline.keys import PORTAL_SETUP_KEY, window_tags
 from biss_pipeline.resources import ivoris_resource
+from biss_pipeline.resources.hubspot import HubSpotResource
 from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.sensors.catch_up import (
     CatchUpPlan,
@@ -69,10 +73,11 @@ def extract(defs: Definitions, instance: DagsterInstance, ivoris: IvorisEmulator
 
 
 @pytest.fixture
-def tick(mapping: MappingConfig):  # type: ignore[no-untyped-def]
-    """One sensor evaluation with the code location's Ivoris resources (the probe is the resource's
-    own client)."""
-    resources = {p.resource_key: ivoris_resource(p) for p in mapping.active_practices}
+def tick(mapping: MappingConfig, hubspot: HubSpotEmulator):  # type: ignore[no-untyped-def]
+    """One sensor evaluation with the code location's Ivoris and HubSpot resources (the probes are
+    the resources' own clients)."""
+    resources: dict[str, object] = {p.resource_key: ivoris_resource(p) for p in mapping.active_practices}
+    resources["hubspot"] = HubSpotResource(access_token=EnvVar("HUBSPOT_ACCESS_TOKEN"), host=hubspot.base_url)
 
     def evaluate(sensor, instance: DagsterInstance, cursor: str | None = None):  # type: ignore[no-untyped-def]
         context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
@@ -94,7 +99,7 @@ def test_windows_failed_during_an_outage_are_rerun_once_the_site_answers(tick,
     assert not down.run_requests
     assert "2 failed run(s) over 2026-06-01..2026-06-05 waiting" in down.skip_message
     assert "Ivoris still unavailable (IvorisUnavailableError" in down.skip_message
-    assert json.loads(down.cursor)["site"] == "down"
+    assert json.loads(down.cursor)["down"] == ["Ivoris"]
 
     ivoris.clear_outage("mb")
     monkeypatch.delenv("TEST_IVORIS_KEY_MB")  # the probe uses the key the practice's config names
@@ -162,13 +167,73 @@ def test_a_flapping_site_stops_the_catch_up_after_repeated_failed_attempts(tick,
     # the catch-up run failed on the outage too
     assert not extract(defs, instance, ivoris, JUNE_1, JUNE_1, **{"biss/catch_up": "true"})
     ivoris.clear_outage("mb")
-    patient = build_catch_up_sensor(mapping.practice("mb"), "pipeline_mb")
+    # below the limit it asks again (here without waiting out the backoff) ...
+    patient = build_catch_up_sensor(mapping.practice("mb"), "pipeline_mb", CatchUpSettings(backoff_base_s=0))
     assert tick(patient, instance).run_requests
     sensor = build_catch_up_sensor(mapping.practice("mb"), "pipeline_mb",
                                    CatchUpSettings(max_catch_up_attempts=1))
     result = tick(sensor, instance)
     assert not result.run_requests
+    assert "gave up" in result.skip_message
     assert "1 catch-up runs failed on outages already" in result.skip_message
+
+
+def test_a_hubspot_outage_is_caught_up_once_hubspot_answers(
+        tick, defs: Definitions, instance: DagsterInstance, hubspot: HubSpotEmulator,
+        mapping: MappingConfig) -> None:
+    hubspot.faults.random_502_rate = 1.0  # every call: 502
+    quick = {"resources": {"hubspot": {"config": {"access_token": {"env": "HUBSPOT_ACCESS_TOKEN"},
+                                                  "host": hubspot.base_url, "max_retries": 1,
+                                                  "backoff_base_s": 0.01, "backoff_max_s": 0.05}}}}
+    failed = defs.resolve_job_def("pipeline_mb").execute_in_process(
+        instance=instance, raise_on_error=False, asset_selection=[PORTAL_SETUP_KEY],
+        tags=window_tags(JUNE_1, JUNE_2), run_config=quick)
+    assert not failed.success
+    sensor = build_catch_up_sensor(mapping.practice("mb"), "pipeline_mb")
+
+    down = tick(sensor, instance)
+    assert not down.run_requests
+    assert "waiting (hubspot)" in down.skip_message and "HubSpot still unavailable" in down.skip_message
+
+    hubspot.faults.random_502_rate = 0.0
+    [request] = tick(sensor, instance, down.cursor).run_requests
+    assert (request.tags["dagster/asset_partition_range_start"],
+            request.tags["dagster/asset_partition_range_end"]) == ("2026-06-01", "2026-06-02")
+
+
+def test_crashed_runs_and_failed_ui_backfills_are_retried_with_backoff(
+        tick, instance: DagsterInstance, mapping: MappingConfig) -> None:
+    # A run whose worker died (the monitoring marks it failed; no step failed) ...
+    crashed = create_run_for_test(instance, job_name="pipeline_mb", status=DagsterRunStatus.STARTED,
+                                  tags={**window_tags(JUNE_1, JUNE_1), "practice": "mb"})
+    instance.report_run_failed(crashed)
+    # ... and a backfill launched from the UI over the practice's assets (no practice tag).
+    backfill = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED,
+                                   tags=window_tags(JUNE_5, JUNE_5),
+                                   asset_selection=frozenset({AssetKey(["mb", "raw_appointments"])}))
+    instance.report_run_failed(backfill)
+    # Another practice's backfill is not this sensor's business.
+    other = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED,
+                                tags=window_tags(JUNE_2, JUNE_2),
+                                asset_selection=frozenset({AssetKey(["rb", "raw_appointments"])}))
+    instance.report_run_failed(other)
+    sensor = build_catch_up_sensor(mapping.practice("mb"), "pipeline_mb")
+
+    [request] = tick(sensor, instance).run_requests
+    assert (request.tags["dagster/asset_partition_range_start"],
+            request.tags["dagster/asset_partition_range_end"]) == ("2026-06-01", "2026-06-05")
+
+    # The catch-up run crashed too: the sensor waits (backoff) before asking again.
+    retry = create_run_for_test(instance, job_name="pipeline_mb", status=DagsterRunStatus.STARTED,
+                                tags=request.tags)
+    instance.report_run_failed(retry)
+    backing_off = tick(sensor, instance)
+    assert not backing_off.run_requests
+    assert "backing off after 1 failed catch-up run(s), next attempt after" in backing_off.skip_message
+    impatient = build_catch_up_sensor(mapping.practice("mb"), "pipeline_mb",
+                                      CatchUpSettings(backoff_base_s=0.0))
+    [again] = tick(impatient, instance).run_requests
+    assert again.run_key != request.run_key
 
 
 def test_one_sensor_per_practice_targets_its_pipeline_job() -> None:
