@@ -19,13 +19,15 @@ def evaluate(schedule, when: dt.datetime):
 
 
 def test_incremental_and_nightly_windows_come_from_the_tick() -> None:
-    incremental, nightly = build_practice_schedules(PRACTICE, "sync_mb", SyncWindows(days_ahead=30))
+    windows = SyncWindows(incremental_days_ahead=30)
+    incremental, nightly = build_practice_schedules(PRACTICE, "sync_mb", windows)
     tick = dt.datetime(2026, 6, 30, 10, 30, tzinfo=BERLIN)
     [run] = evaluate(incremental, tick)
     assert run.tags["dagster/asset_partition_range_start"] == "2026-06-29"
     assert run.tags["dagster/asset_partition_range_end"] == "2026-07-30"
     [night] = evaluate(nightly, tick)
     assert night.tags["dagster/asset_partition_range_start"] == "2026-06-16"
+    assert night.tags["dagster/asset_partition_range_end"] == "2026-08-29"  # the long window ahead
     assert run.run_key != night.run_key
     assert evaluate(incremental, tick)[0].run_key == run.run_key  # same tick, same request
 
@@ -41,3 +43,15 @@ def test_crons_are_configurable() -> None:
         PRACTICE, "sync_mb", SyncWindows(incremental_cron="0 * * * *", nightly_cron="0 3 * * *"))
     assert incremental.cron_schedule == "0 * * * *" and nightly.cron_schedule == "0 3 * * *"
     assert incremental.execution_timezone == "Europe/Berlin"
+
+
+def test_intraday_ticks_take_a_short_window_and_the_nightly_run_the_long_one() -> None:
+    incremental, nightly = build_practice_schedules(PRACTICE, "sync_mb", SyncWindows())
+    tick = dt.datetime(2026, 6, 30, 10, 30, tzinfo=BERLIN)
+    [run] = evaluate(incremental, tick)
+    [night] = evaluate(nightly, tick)
+    assert (run.tags["dagster/asset_partition_range_start"],
+            run.tags["dagster/asset_partition_range_end"]) == ("2026-06-29", "2026-07-14")
+    assert (night.tags["dagster/asset_partition_range_start"],
+            night.tags["dagster/asset_partition_range_end"]) == ("2026-06-16", "2026-08-29")
+    assert (run.tags["sync"], night.tags["sync"]) == ("incremental", "nightly")
