@@ -20,7 +20,6 @@ from dagster import (
     BackfillPolicy,
     Backoff,
     BetaWarning,
-    Jitter,
     MaterializeResult,
     MetadataValue,
     RetryPolicy,
@@ -52,8 +51,10 @@ from biss_pipeline.resources.warehouse import WarehouseResource
 # beta notice on `backfill_policy` is expected rather than news.
 warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy.*")
 
-IVORIS_RETRY_POLICY = RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL,
-                                  jitter=Jitter.PLUS_MINUS)
+# No jitter: Dagster prints the delay as it is ("requested a retry in 111.865... seconds"); whole
+# delays (30 s, then 60 s) read well in the UI, and each practice has a server of its own, so
+# simultaneous retries of different practices do not meet anyway.
+IVORIS_RETRY_POLICY = RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL)
 REFERENCE_NAMES = ("practice", "chairs", "appointment_types")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.domain.warehouse.store import Warehouse
 
 ChunkReader = Callable[[dt.date, dt.date], ExtractedRows]
+log = logging.getLogger(__name__)
 
 
 class EntityRows(Protocol):
@@ -101,13 +103,18 @@ def extract_window(context: ExtractionContext, table: sa.Table, entity: str,
         read_chunk = open_reader(context)
     except IvorisError as exc:
         raise in_partitions(exc, context.date_from, context.date_to, None) from None
-    for chunk_from, chunk_to in iter_date_chunks(context.date_from, context.date_to, chunk_days):
+    chunks = list(iter_date_chunks(context.date_from, context.date_to, chunk_days))
+    for number, (chunk_from, chunk_to) in enumerate(chunks, start=1):
         try:
             extracted = read_chunk(chunk_from, chunk_to)
         except IvorisError as exc:
             raise in_partitions(exc, chunk_from, chunk_to, context.date_from) from None
         _write_chunk(context.warehouse, table, entity, context.practice_id, chunk_from, chunk_to, extracted)
         totals.add(extracted)
+        # progress a person can follow in the run's log (counts only, never content)
+        log.info("%s %s chunk %d/%d: %s..%s, %d rows, %d quarantined", context.practice_id, table.name,
+                 number, len(chunks), chunk_from.isoformat(), chunk_to.isoformat(), len(extracted.rows),
+                 len(extracted.quarantined))
     return totals
 
 
