@@ -9,6 +9,7 @@ import sys
 EMULATORS = {
     "ivoris": "biss_emulators.ivoris.cli",
     "hubspot": "biss_emulators.hubspot.cli",
+    "sheets": "biss_emulators.sheets.cli",
 }
 
 

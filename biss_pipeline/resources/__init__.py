@@ -29,7 +29,9 @@ def warehouse_resource() -> WarehouseResource:
 
 def mapping_resource(mapping_path: Path | None = None) -> MappingResource:
     if os.environ.get("BISS_MAPPING_SOURCE", "local") == "gsheet":
-        return MappingResource(source="gsheet", sheet_id=os.environ.get("BISS_GSHEET_ID"))
+        # BISS_GSHEETS_API_URL: only to point the sheet reads at the stand-in (`emulate sheets`)
+        return MappingResource(source="gsheet", sheet_id=os.environ.get("BISS_GSHEET_ID"),
+                               sheets_api_url=os.environ.get("BISS_GSHEETS_API_URL") or None)
     return MappingResource(path=str(mapping_path) if mapping_path else None)
 
 
