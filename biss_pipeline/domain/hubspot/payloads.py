@@ -33,6 +33,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from biss_pipeline.domain.calendar import PRACTICE_TZ
 from biss_pipeline.domain.hubspot.model import (
     CONTACT_FIELD_SOURCES,
     PRACTICE_PROPERTY,
@@ -43,7 +44,7 @@ from biss_pipeline.domain.hubspot.model import (
 
 # Part of every hash: bump it when the payload format changes, so every record is sent once again.
 PAYLOAD_VERSION = "1"
-LOCAL_TZ = ZoneInfo("Europe/Berlin")
+LOCAL_TZ = PRACTICE_TZ
 
 FLAG_EMAIL_SHARED = "email_withheld_shared"
 FLAG_EMAIL_INVALID = "email_withheld_invalid"
