@@ -58,7 +58,8 @@ class PortalConfig:
     - `appointment_status_options`: the options of `hs_appointment_status`;
       `appointment_status_enumeration=False` gives the old lenient free-text property.
     - `association_type_ids`: overrides of the HUBSPOT_DEFINED type id per (from, to) pair, to emulate
-      a portal whose ids differ from the ones HUBSPOT.md lists.
+      a portal whose ids differ from the ones HUBSPOT.md lists (`None`: the pair has no type). Both
+      directions of a pair must be given together.
     - `scopes`: per token, the scopes granted (`None`: every scope); a token not listed gets all.
     - `association_read_page_size`: targets per from-object in one v4 batch-read answer before
       `paging.next.after` is set.
@@ -73,7 +74,7 @@ class PortalConfig:
     disabled_appointments_status: int = 400
     appointment_status_enumeration: bool = True
     appointment_status_options: tuple[str, ...] = DEFAULT_APPOINTMENT_STATUS_OPTIONS
-    association_type_ids: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    association_type_ids: Mapping[tuple[str, str], int | None] = field(default_factory=dict)
     scopes: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
     association_read_page_size: int = 500
     reject_hs_object_id_id_property: bool = True
@@ -103,7 +104,11 @@ class PortalConfig:
     def association_types(self) -> dict[tuple[str, str], int]:
         """(from, to) → the HUBSPOT_DEFINED unlabeled type id on this portal."""
         types = dict(schema.DEFAULT_ASSOCIATION_TYPES)
-        types.update(self.association_type_ids)
+        for pair, type_id in self.association_type_ids.items():
+            if type_id is None:
+                types.pop(pair, None)  # a portal without that association type
+            else:
+                types[pair] = type_id
         return types
 
     def granted(self, token: str | None) -> frozenset[str]:
