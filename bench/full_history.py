@@ -38,7 +38,7 @@ PRACTICES = ("mb", "rb", "le")
 # The bench preset's fixed "now" (biss_emulators.ivoris.sizes.DEFAULT_CLOCK): histories end here.
 HISTORY_END = dt.date(2026, 6, 30)
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
-READ_ONLY_POSTS = ("/search", "/batch/read")
+READ_ONLY_POSTS = ("/search", "/batch/read", "/access-token-info")
 
 
 def window(days: int) -> tuple[dt.date, dt.date]:

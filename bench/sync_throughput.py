@@ -63,6 +63,7 @@ def is_write(record: RequestRecord) -> bool:
         record.method in WRITE_METHODS
         and "/search" not in record.path
         and "/batch/read" not in record.path
+        and "/access-token-info" not in record.path
         and not record.path.startswith("/_emulator")
     )
 

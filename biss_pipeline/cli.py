@@ -33,7 +33,46 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the whole pipeline end to end on the embedded defaults")
     demo.set_defaults(handler=_run_demo)
+
+    hubspot = commands.add_parser("hubspot", help="HubSpot portal tools")
+    hubspot_commands = hubspot.add_subparsers(dest="hubspot_command", required=True)
+    doctor = hubspot_commands.add_parser(
+        "doctor", help="print whether a portal is ready for the sync (reads only, writes nothing)",
+        description="Token from HUBSPOT_ACCESS_TOKEN, base URL from BISS_HUBSPOT_HOST (default "
+                    "https://api.hubapi.com); the mapping's appointment_statuses are checked too.")
+    doctor.add_argument("--mapping", default=None,
+                        help="mapping file (default: BISS_MAPPING_FILE or config/mapping.yaml)")
+    doctor.set_defaults(handler=_run_doctor)
     return parser
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from biss_pipeline.domain.hubspot.client import (
+        ACCESS_TOKEN_ENV,
+        HUBSPOT_API_HOST,
+        HubSpotClient,
+        RetrySettings,
+    )
+    from biss_pipeline.domain.hubspot.model import SyncMapping
+    from biss_pipeline.domain.hubspot.portal import doctor_report, portal_spec
+    from biss_pipeline.domain.mapping.sources import LocalMappingSource
+    from biss_pipeline.domain.paths import mapping_file
+
+    token = os.environ.get(ACCESS_TOKEN_ENV)
+    if not token:
+        print(f"set {ACCESS_TOKEN_ENV} to the portal's private-app or service-key token", file=sys.stderr)
+        return 2
+    host = os.environ.get("BISS_HUBSPOT_HOST") or HUBSPOT_API_HOST
+    mapping = LocalMappingSource(Path(args.mapping) if args.mapping else mapping_file()).load()
+    spec = portal_spec(SyncMapping.from_mapping(mapping))
+    client = HubSpotClient(token, host, retry=RetrySettings(max_retries=2))
+    text, ready = doctor_report(client, spec)
+    print(f"portal at {host}")
+    print(text)
+    return 0 if ready else 1
 
 
 def _emulators_missing(args: argparse.Namespace) -> int:

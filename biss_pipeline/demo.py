@@ -27,7 +27,7 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}
 # The emulator's demo data runs from April to the end of June 2026 with bookings six weeks
 # ahead; the window covers all of it, long enough for journeys to pass the 60-day quiet period.
 DEMO_WINDOW = (dt.date(2026, 4, 1), dt.date(2026, 8, 11))
-READ_ONLY_POSTS = ("/search", "/batch/read")
+READ_ONLY_POSTS = ("/search", "/batch/read", "/access-token-info")
 
 
 def _say(message: str) -> None:
@@ -143,6 +143,22 @@ def _summary(practices: list, hubspot: Any, writes: int) -> None:
     _say(f"  report: {data_dir() / 'reports' / 'kpi.html'}")
 
 
+def _doctor(hubspot: Any) -> None:
+    """The readiness report `biss-pipeline hubspot doctor` prints, for the emulated portal."""
+    from biss_pipeline.domain.hubspot.client import HubSpotClient
+    from biss_pipeline.domain.hubspot.model import SyncMapping
+    from biss_pipeline.domain.hubspot.portal import doctor_report, portal_spec
+    from biss_pipeline.domain.mapping.sources import LocalMappingSource
+
+    spec = portal_spec(SyncMapping.from_mapping(LocalMappingSource(mapping_file()).load()))
+    client = HubSpotClient(os.environ["HUBSPOT_ACCESS_TOKEN"], hubspot.base_url)
+    text, _ready = doctor_report(client, spec)
+    _say("")
+    _say(f"`biss-pipeline hubspot doctor` for the emulated portal ({hubspot.base_url})")
+    for line in text.splitlines():
+        _say(f"  {line}")
+
+
 def run_demo() -> int:
     os.chdir(PROJECT_ROOT)  # dagster.yaml keeps its storage relative to the repository root
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
@@ -180,6 +196,7 @@ def run_demo() -> int:
         _summary(practices, hubspot, hubspot_write_calls(hubspot, log_start))
         _say("")
         _check_table(evaluations)
+        _doctor(hubspot)
         _say(f"done in {time.monotonic() - started:.1f}s; `make dev` opens the Dagster UI on these runs")
     return 0
 

@@ -25,6 +25,8 @@ from biss_emulators.hubspot.errors import (
 )
 from biss_emulators.hubspot.faults import Faults
 from biss_emulators.hubspot.limits import RateLimiter
+from biss_emulators.hubspot.portal import object_scope, schema_scope
+from biss_emulators.hubspot.schema import resolve_object_type
 from biss_emulators.hubspot.state import HubSpotState
 from biss_emulators.hubspot.values import now_iso
 
@@ -130,6 +132,50 @@ def _batch_reply(
     return ok_status, body
 
 
+MISSING_SCOPES_MESSAGE = (
+    "This app hasn't been granted all required scopes to make this call. Read more about required scopes "
+    "here: https://developers.hubspot.com/scopes."
+)
+
+
+def _portal_refusal(rt: Runtime, request: Request, write: bool, correlation: str) -> tuple[int, Any] | None:
+    """What the portal answers before HubSpot's own logic: an object type that is not enabled, or a
+    token without the scopes the call needs (HubSpot's 403 MISSING_SCOPES body)."""
+    portal = rt.state.portal
+    params = request.path_params
+    refs = [params[k] for k in ("object_type", "from_type", "to_type") if k in params]
+    types = [ot for ot in (resolve_object_type(str(r)) for r in refs) if ot is not None]
+    if not portal.appointments_enabled:
+        for ref in refs:
+            ot = resolve_object_type(str(ref))
+            if ot is not None and ot.name == "appointments":
+                status = portal.disabled_appointments_status
+                if status == 404:
+                    return 404, HubSpotError(404, "OBJECT_NOT_FOUND", f"Object type {ref} not found").body(
+                        correlation
+                    )
+                return status, validation_error(f"Unable to infer object type from: {ref}").body(correlation)
+    scope_of = schema_scope if request.url.path.startswith("/crm/v3/properties") else object_scope
+    access = "write" if write else "read"
+    required = sorted({scope_of(ot.name, access) for ot in types})
+    granted = portal.granted(rt.token)
+    if required and not set(required) <= granted:
+        return 403, {
+            "status": "error",
+            "message": MISSING_SCOPES_MESSAGE,
+            "correlationId": correlation,
+            "errors": [
+                {
+                    "message": "All of the following scopes are required.",
+                    "context": {"requiredGranularScopes": required},
+                }
+            ],
+            "links": {"scopes": "https://developers.hubspot.com/scopes"},
+            "category": "MISSING_SCOPES",
+        }
+    return None
+
+
 def build_app(rt: Runtime) -> Starlette:
     state = rt.state
 
@@ -181,6 +227,11 @@ def build_app(rt: Runtime) -> Starlette:
                     },
                     {**base_headers, "X-HubSpot-Auth-Failure": "401 Unauthorized"},
                 )
+
+            refusal = _portal_refusal(rt, request, write, correlation)
+            if refusal is not None:
+                log(refusal[0], "portal_refusal")
+                return _json_response(refusal[0], refusal[1], base_headers)
 
             storm = rt.faults.roll_rate_limit()
             decision = rt.limiter.storm(kind) if storm else rt.limiter.acquire(kind)
@@ -408,6 +459,22 @@ def build_app(rt: Runtime) -> Starlette:
         state.disassociate_batch(c.params["from_type"], c.params["to_type"], c.json_object())
         return 204, None
 
+    def token_info(c: Call) -> Reply:
+        body = c.json_object()
+        if not state.portal.token_info_available:
+            raise HubSpotError(404, "OBJECT_NOT_FOUND", "resource not found")
+        if rt.token is not None and body.get("tokenKey") != rt.token:
+            raise validation_error("tokenKey does not belong to a private app of this account")
+        return 200, {
+            "userId": 1,
+            "hubId": 1,
+            "appId": 1,
+            "scopes": sorted(state.portal.granted(rt.token)),
+        }
+
+    def assoc_labels(c: Call) -> Reply:
+        return 200, {"results": state.association_labels(c.params["from_type"], c.params["to_type"])}
+
     def assoc_list(c: Call) -> Reply:
         return 200, state.list_associations(
             c.params["object_type"],
@@ -541,10 +608,12 @@ def build_app(rt: Runtime) -> Starlette:
         r(f"{assoc}/batch/create", ["POST"], assoc_create_batch, write=True),
         r(f"{assoc}/batch/read", ["POST"], assoc_read_batch),
         r(f"{assoc}/batch/archive", ["POST"], assoc_archive_batch, write=True),
+        r(f"{assoc}/labels", ["GET"], assoc_labels),
         r(f"{v4obj}/{{to_type}}", ["GET"], assoc_list),
         r(f"{v4obj}/default/{{to_type}}/{{to_id}}", ["PUT"], assoc_put_default, write=True),
         r(f"{v4obj}/{{to_type}}/{{to_id}}", ["PUT"], assoc_put, write=True),
         r(f"{v4obj}/{{to_type}}/{{to_id}}", ["DELETE"], assoc_delete, write=True),
+        r("/oauth/v2/private-apps/get/access-token-info", ["POST"], token_info),
         Route("/_emulator/state", inspect_state, methods=["GET"]),
         Route("/_emulator/requests", inspect_requests, methods=["GET"]),
         Route("/_emulator/reset", inspect_reset, methods=["POST"]),

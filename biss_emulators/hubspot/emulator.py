@@ -11,6 +11,7 @@ from typing import Any
 from biss_emulators.hubspot.app import RequestRecord, Runtime, build_app
 from biss_emulators.hubspot.faults import Faults
 from biss_emulators.hubspot.limits import RateLimiter, RateLimits
+from biss_emulators.hubspot.portal import PortalConfig
 from biss_emulators.hubspot.state import BATCH_CONFLICT_MODES, HubSpotState
 from biss_emulators.server import BackgroundServer
 
@@ -30,13 +31,14 @@ class HubSpotEmulator:
         faults: Faults | dict[str, Any] | None = None,
         state_path: str | os.PathLike[str] | None = None,
         rate_limits: RateLimits | dict[str, Any] | None = None,
+        portal: PortalConfig | dict[str, Any] | None = None,
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
         allow_non_loopback: bool = False,
     ) -> None:
         self.tier = tier
-        self.state = HubSpotState(search_index_delay_s)
+        self.state = HubSpotState(search_index_delay_s, PortalConfig.of(portal))
         self.faults = faults if isinstance(faults, Faults) else Faults(**(faults or {}))
         self.state_path = Path(state_path) if state_path is not None else None
         self._runtime = Runtime(
@@ -69,6 +71,17 @@ class HubSpotEmulator:
     def rate_limits(self, value: RateLimits | dict[str, Any]) -> None:
         self._runtime.limiter.limits = RateLimits.for_tier(self.tier, value)
         self._runtime.limiter.reset()
+
+    @property
+    def portal(self) -> PortalConfig:
+        """The portal's setup and strictness switches (`biss_emulators.hubspot.portal.PortalConfig`)."""
+        return self.state.portal
+
+    @portal.setter
+    def portal(self, value: PortalConfig | dict[str, Any]) -> None:
+        """A different portal: takes effect as a fresh portal (objects and log are cleared)."""
+        self.state.portal = PortalConfig.of(value)
+        self.reset()
 
     @property
     def search_index_delay_s(self) -> float:

@@ -25,6 +25,7 @@ from biss_emulators.hubspot.errors import (
     standard_error,
     validation_error,
 )
+from biss_emulators.hubspot.portal import PortalConfig
 from biss_emulators.hubspot.schema import ObjectType, resolve_object_type
 from biss_emulators.hubspot.search import matches, parse_request, sort_records
 from biss_emulators.hubspot.values import normalise_value, now_iso
@@ -92,9 +93,10 @@ class _UniqueView:
 
 
 class HubSpotState:
-    def __init__(self, search_index_delay_s: float = 2.0) -> None:
+    def __init__(self, search_index_delay_s: float = 2.0, portal: PortalConfig | None = None) -> None:
         self.lock = threading.RLock()
         self.search_index_delay_s = search_index_delay_s
+        self.portal = portal or PortalConfig()
         # How a unique-value conflict inside a batch write is answered: HubSpot rejects a batch create
         # over an existing email with one 409 (its public behaviour); "per_input" answers 207 instead.
         self.batch_conflicts = "reject_batch"
@@ -110,6 +112,19 @@ class HubSpotState:
         self.properties: dict[str, dict[str, dict[str, Any]]] = {
             ot.name: schema.default_properties(ot.name, now) for ot in schema.OBJECT_TYPES
         }
+        if self.portal.appointment_status_enumeration:
+            status = self.properties["appointments"]["hs_appointment_status"]
+            status.update(
+                type="enumeration",
+                fieldType="select",
+                options=[
+                    {"label": value.replace("_", " ").title(), "value": value, "displayOrder": i,
+                     "hidden": False, "description": ""}
+                    for i, value in enumerate(self.portal.appointment_status_options)
+                ],
+            )
+        self.association_types = self.portal.association_types()
+        self._type_pairs = {v: k for k, v in self.association_types.items()}
         self.groups: dict[str, dict[str, dict[str, Any]]] = {
             name: {
                 g: {"name": g, "label": label, "displayOrder": i, "archived": False}
@@ -154,7 +169,13 @@ class HubSpotState:
             self._next_meta_id = int(data["next_meta_id"])
             for name in self.objects:
                 self.objects[name] = data["objects"].get(name, {})
-                self.properties[name] = data["properties"].get(name, self.properties[name])
+                defaults = self.properties[name]
+                self.properties[name] = data["properties"].get(name, defaults)
+                # HubSpot-defined definitions are the portal's (this emulator's `portal`), not the
+                # file's: a file saved before a definition changed gets today's
+                for prop_name, prop in defaults.items():
+                    if prop.get("hubspotDefined"):
+                        self.properties[name][prop_name] = prop
                 self.groups[name] = data["groups"].get(name, self.groups[name])
             self._unique_cache.clear()
             self.pipelines = data["pipelines"]
@@ -611,6 +632,15 @@ class HubSpotState:
                 raise validation_error(f"Invalid input: {item!r}")
         return inputs
 
+    def _require_properties(self, item: dict[str, Any], model: str) -> None:
+        """`properties` is a required field of HubSpot's batch input models; HubSpot's JSON binding
+        refuses the whole request when it is missing (its "Cannot build …" message)."""
+        if self.portal.require_upsert_properties and "properties" not in item:
+            raise validation_error(
+                f"Invalid input JSON on line 1: Cannot build {model}, some of required attributes are not "
+                "set [properties]"
+            )
+
     @staticmethod
     def _reject_duplicate_ids(ids: list[str]) -> None:
         duplicates = sorted(i for i, n in Counter(ids).items() if n > 1)
@@ -684,6 +714,7 @@ class HubSpotState:
             ops: list[_Op] = []
             missing: list[tuple[str, str | None]] = []
             for item in inputs:
+                self._require_properties(item, "SimplePublicObjectBatchInput")
                 ref_id = str(item.get("id", ""))
                 obj = self._find(ot, ref_id, item.get("idProperty"))
                 if obj is None:
@@ -718,6 +749,7 @@ class HubSpotState:
             inputs = self._check_batch(body)
             keys: list[tuple[str, str]] = []
             for item in inputs:
+                self._require_properties(item, "SimplePublicObjectBatchInputUpsert")
                 id_property = item.get("idProperty")
                 if not id_property:
                     raise validation_error("idProperty is required for each upsert input")
@@ -763,6 +795,13 @@ class HubSpotState:
             inputs = self._check_batch(body)
             properties = body.get("properties") or None
             id_property = body.get("idProperty")
+            if id_property == "hs_object_id" and self.portal.reject_hs_object_id_id_property:
+                # public report: HubSpot answers 400 to reading by record id with this idProperty;
+                # reading by record id means leaving idProperty out
+                raise validation_error(
+                    "hs_object_id is not a valid idProperty: it has no unique values to look up. "
+                    "Leave idProperty out to read by record id."
+                )
             results: list[dict[str, Any]] = []
             seen: set[str] = set()
             missing: list[str] = []
@@ -831,7 +870,8 @@ class HubSpotState:
     def _associate(
         self, from_ot: ObjectType, from_id: str, to_ot: ObjectType, to_id: str, type_id: int
     ) -> None:
-        inverse = schema.inverse_association_type(type_id)
+        from_name, to_name = self._type_pairs[type_id]
+        inverse = self.association_types[(to_name, from_name)]
         self._assoc.setdefault((from_ot.name, to_ot.name), {}).setdefault(from_id, {}).setdefault(
             to_id, set()
         ).add(type_id)
@@ -869,7 +909,7 @@ class HubSpotState:
             type_id = int(spec.get("associationTypeId"))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise validation_error(f"Invalid associationTypeId: {spec.get('associationTypeId')!r}") from None
-        if category != "HUBSPOT_DEFINED" or schema.ASSOCIATION_TYPE_PAIRS.get(type_id) != (
+        if category != "HUBSPOT_DEFINED" or self._type_pairs.get(type_id) != (
             from_ot.name,
             to_ot.name,
         ):
@@ -886,7 +926,7 @@ class HubSpotState:
         for entry in raw or []:
             to_id = str(((entry or {}).get("to") or {}).get("id", ""))
             for spec in (entry or {}).get("types") or []:
-                pair = schema.ASSOCIATION_TYPE_PAIRS.get(int(spec.get("associationTypeId", -1)))
+                pair = self._type_pairs.get(int(spec.get("associationTypeId", -1)))
                 if pair is None or pair[0] != ot.name:
                     raise validation_error(f"Invalid association type for {ot.name}: {spec!r}")
                 to_ot = object_type_or_400(pair[1])
@@ -941,7 +981,7 @@ class HubSpotState:
         self, from_ref: str, to_ref: str, body: dict[str, Any]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         f, t = object_type_or_400(from_ref), object_type_or_400(to_ref)
-        type_id = schema.DEFAULT_ASSOCIATION_TYPES.get((f.name, t.name))
+        type_id = self.association_types.get((f.name, t.name))
         if type_id is None:
             raise validation_error(f"No default association type between {f.type_id} and {t.type_id}")
         with self.lock:
@@ -975,7 +1015,7 @@ class HubSpotState:
         f, t = object_type_or_400(from_ref), object_type_or_400(to_ref)
         with self.lock:
             if specs is None:
-                default = schema.DEFAULT_ASSOCIATION_TYPES.get((f.name, t.name))
+                default = self.association_types.get((f.name, t.name))
                 if default is None:
                     raise validation_error(f"No default association type between {f.type_id} and {t.type_id}")
                 type_ids = [default]
@@ -1028,11 +1068,18 @@ class HubSpotState:
         with self.lock:
             inputs = self._check_batch(body, limit=MAX_ASSOCIATION_READ_INPUTS)
             results, errors = [], []
+            size = self.portal.association_read_page_size
             for item in inputs:
                 from_id = str(item.get("id", ""))
                 associated = self._associated(f, t, from_id)
                 if associated:
-                    results.append({"from": {"id": from_id}, "to": associated})
+                    # per input, `after` continues where the previous answer's paging stopped
+                    after = str(item.get("after") or "")
+                    start = int(after) if after.isdigit() else 0
+                    result: dict[str, Any] = {"from": {"id": from_id}, "to": associated[start : start + size]}
+                    if start + size < len(associated):
+                        result["paging"] = {"next": {"after": str(start + size)}}
+                    results.append(result)
                 else:
                     errors.append(
                         standard_error(
@@ -1043,6 +1090,15 @@ class HubSpotState:
                         )
                     )
             return results, errors
+
+    def association_labels(self, from_ref: str, to_ref: str) -> list[dict[str, Any]]:
+        """v4 schema: the association types (labels) defined from one object type to another. The
+        unlabeled HubSpot-defined default carries `label: null`."""
+        f, t = object_type_or_400(from_ref), object_type_or_400(to_ref)
+        type_id = self.association_types.get((f.name, t.name))
+        if type_id is None:
+            return []
+        return [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]
 
     def list_associations(
         self, from_ref: str, from_id: str, to_ref: str, *, limit: int, after: str | None
@@ -1347,6 +1403,15 @@ class HubSpotState:
                 "Deal stages require metadata.probability, a number between 0.0 and 1.0.",
                 context={"label": [str(body["label"])]},
             )
+        step = self.portal.probability_step
+        if step is not None and probability is not None:
+            steps = float(probability) / step
+            if abs(steps - round(steps)) > 1e-9:
+                raise validation_error(
+                    f"metadata.probability must be a multiple of {step} between 0.0 and 1.0, "
+                    f"got {probability}.",
+                    context={"label": [str(body["label"])]},
+                )
         metadata.setdefault("isClosed", "false")
         return {
             "id": stage_id or self._meta_id(),

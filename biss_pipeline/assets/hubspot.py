@@ -30,7 +30,14 @@ from dagster import (
     asset,
 )
 
-from biss_pipeline.domain.hubspot import SyncAborted, SyncEngine, SyncMapping, ensure_portal, portal_spec
+from biss_pipeline.domain.hubspot import (
+    PortalSetupError,
+    SyncAborted,
+    SyncEngine,
+    SyncMapping,
+    ensure_portal,
+    portal_spec,
+)
 from biss_pipeline.domain.hubspot.api import HubSpotError
 from biss_pipeline.keys import HUBSPOT_GROUP, HUBSPOT_POOL, PORTAL_SETUP_KEY, sync_asset_key
 from biss_pipeline.resources.hubspot import HubSpotResource
@@ -60,7 +67,8 @@ def build_portal_setup_asset(sync_mapping: SyncMapping | None = None) -> AssetsD
         resolved = sync_mapping or SyncMapping.from_mapping(mapping.load())
         try:
             state = ensure_portal(client, portal_spec(resolved), dry_run=hubspot.dry_run)
-        except HubSpotError as exc:
+        except (HubSpotError, PortalSetupError) as exc:
+            # a portal that is not ready names what to enable or change (`hubspot doctor` too)
             raise Failure(
                 description=f"HubSpot portal setup failed: {exc}",
                 metadata={"calls": client.stats.as_metadata()},

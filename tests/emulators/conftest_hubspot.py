@@ -13,6 +13,7 @@ import pytest
 from hubspot import HubSpot
 
 from biss_emulators.hubspot import HubSpotEmulator
+from biss_emulators.hubspot.portal import PortalConfig
 
 TOKEN = "test-token"
 
@@ -29,6 +30,8 @@ def hubspot_server() -> Iterator[HubSpotEmulator]:
 
 @pytest.fixture
 def emu(hubspot_server: HubSpotEmulator) -> HubSpotEmulator:
+    if hubspot_server.portal != PortalConfig():
+        hubspot_server.portal = PortalConfig()  # a test that changed the portal leaves a strict default
     hubspot_server.reset()
     hubspot_server.faults.clear()
     hubspot_server.faults.seed = None

@@ -43,7 +43,7 @@ from biss_pipeline.domain.hubspot.desired import DesiredState, desired_state, re
 from biss_pipeline.domain.hubspot.diff import CONFIRMED_STATUSES
 from biss_pipeline.domain.hubspot.model import ASSOCIATION_KINDS, OBJECT_KINDS, SyncMapping
 from biss_pipeline.domain.hubspot.payloads import association_hash, association_key
-from biss_pipeline.domain.hubspot.portal import ensure_portal, portal_spec
+from biss_pipeline.domain.hubspot.portal import PortalState, ensure_portal, portal_spec
 from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.domain.warehouse.store import dispose_engine
 from biss_pipeline.keys import PORTAL_SETUP_KEY, sync_asset_key
@@ -251,15 +251,15 @@ def snapshot_counts(snapshot: dict[str, Any]) -> dict[str, int]:
             if name not in ("duplicates", "unkeyed", "pipelines")}
 
 
-def desired(emu: HubSpotEmulator, warehouse_url: str, mapping_file: Path) -> DesiredState:
-    """What the warehouse wants in HubSpot, with the portal's pipeline and stage ids (as the sync
-    computes it; read-only)."""
+def desired(emu: HubSpotEmulator, warehouse_url: str, mapping_file: Path) -> tuple[DesiredState, PortalState]:
+    """What the warehouse wants in HubSpot, with the portal's pipeline, stage and association type ids
+    (as the sync computes it; read-only)."""
     snapshot = read_snapshot(WarehouseResource(url=warehouse_url).get(), PRACTICE)
     mapping = SyncMapping.from_mapping(MappingResource(path=str(mapping_file)).load())
     portal = ensure_portal(HubSpotClient(TOKEN, emu.base_url),
                            portal_spec(mapping, snapshot.buckets, snapshot.categories), dry_run=True)
     assert not portal.planned, f"the portal is incomplete: {portal.planned}"
-    return desired_state(snapshot, mapping, portal.pipeline_id, portal.stage_ids)
+    return desired_state(snapshot, mapping, portal.pipeline_id, portal.stage_ids), portal
 
 
 # -------------------------------------------------------------------------------- the verdict
@@ -295,7 +295,7 @@ def assert_matches_reference(emu: HubSpotEmulator, warehouse_url: str, mapping_f
     assert portal == reference.portal
 
     # zero lost records: everything the warehouse holds and wants in HubSpot is there
-    want = desired(emu, warehouse_url, mapping_file)
+    want, portal_state = desired(emu, warehouse_url, mapping_file)
     for kind in OBJECT_KINDS:
         assert set(want.records[kind.name]) == set(portal[kind.name]), f"lost or stray {kind.name}"
     warehouse = WarehouseResource(url=warehouse_url).get()
@@ -321,7 +321,8 @@ def assert_matches_reference(emu: HubSpotEmulator, warehouse_url: str, mapping_f
         for key, row in entries.items():
             assert objects.get(row["hubspot_id"]) == key, f"ledger {kind.name} {key} points elsewhere"
             assert row["content_hash"] == want.records[kind.name][key].content_hash, f"{kind.name} {key} hash"
-    for association in ASSOCIATION_KINDS:
+    for kind in ASSOCIATION_KINDS:
+        association = portal_state.association(kind)  # the type id the portal's labels name
         pairs = {(f, t) for f, t, type_id in emu.associations(association.source.name,
                                                               association.target.name)
                  if type_id == association.type_id}

@@ -253,11 +253,12 @@ def ledger_rows(warehouse: Warehouse) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def write_requests(emu: HubSpotEmulator, since: int = 0) -> list[Any]:
-    """Write calls the emulator received (every POST/PATCH/PUT/DELETE except search and batch reads)."""
+    """Write calls the emulator received (every POST/PATCH/PUT/DELETE except search, batch reads and
+    the token-info read of the portal setup)."""
     return [
         r
         for r in emu.request_log[since:]
-        if r.method in WRITE_METHODS and not r.path.endswith("/search") and not r.path.endswith("/batch/read")
+        if r.method in WRITE_METHODS and not r.path.endswith(("/search", "/batch/read", "/access-token-info"))
     ]
 
 

@@ -221,3 +221,38 @@ def test_the_resource_validates_its_settings(monkeypatch: pytest.MonkeyPatch) ->
         HubSpotResource(access_token=TOKEN, tier="platinum").get_client()
     client = HubSpotResource(access_token=TOKEN, tier="starter").get_client()
     assert client.limiter.capacity == 90
+
+
+def test_reads_by_record_id_leave_id_property_out(portal: HubSpotEmulator) -> None:
+    """The strict emulator answers 400 to `idProperty: "hs_object_id"`, as HubSpot does."""
+    client = make_client(portal)
+    outcome = client.batch_upsert("contacts", "ivoris_patient_id", [_contact("MB_1"), _contact("MB_2")])
+    ids = [r.hubspot_id for r in outcome.results]
+
+    by_id = client.batch_read("contacts", "hs_object_id", [*ids, "999999"], ["lastname"])
+    direct = client.read_by_ids("contacts", ids, ["lastname"])
+
+    assert by_id == direct and set(by_id) == set(ids)
+    assert {values["lastname"] for values in by_id.values()} == {"NMB_1", "NMB_2"}
+    by_key = client.batch_read("contacts", "ivoris_patient_id", ["MB_2"], ["lastname"])
+    assert by_key["MB_2"]["lastname"] == "NMB_2"
+
+
+def test_association_reads_follow_paging(portal: HubSpotEmulator) -> None:
+    portal.state.portal = portal.portal.with_changes(association_read_page_size=2)
+    client = make_client(portal)
+    contact = client.batch_upsert("contacts", "ivoris_patient_id", [_contact("MB_1")]).results[0].hubspot_id
+    appointments = client.batch_upsert(
+        "0-421", "ivoris_appointment_id",
+        [UpsertInput(f"MB_{i}", {"hs_appointment_status": "SCHEDULED"}) for i in range(5)])
+    targets = [r.hubspot_id for r in appointments.results]
+    labels = client.association_labels("contacts", "0-421")
+    type_id = next(label.type_id for label in labels if label.label is None)
+    client.create_associations("contacts", "0-421", type_id, [(contact, t) for t in targets])
+    mark = len(portal.request_log)
+
+    found = client.read_associations("contacts", "0-421", [contact])
+
+    assert found == {contact: set(targets)}
+    reads = [r for r in portal.request_log[mark:] if r.path.endswith("/batch/read")]
+    assert len(reads) == 3  # 2 + 2 + 1 targets

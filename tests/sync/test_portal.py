@@ -55,7 +55,9 @@ def test_setup_creates_the_portal_once(emu: HubSpotEmulator) -> None:
 
     assert (second.created, second.updated, second.warnings) == ([], [], [])
     assert write_requests(emu, log_mark) == []
-    assert client.stats.calls == 7  # groups and properties of three object types, the pipelines
+    # groups and properties of three object types, the pipelines (7); readiness: token info,
+    # appointment properties, three association label lists (5)
+    assert client.stats.calls == 12
     assert (second.pipeline_id, second.stage_ids) == (first.pipeline_id, first.stage_ids)
     assert len(_pipelines(emu, "Behandlungspfad")) == 1
 

@@ -138,11 +138,18 @@ def error_info_from_body(status: int, body: str | bytes | None) -> ErrorInfo:
         return ErrorInfo(status=int(status or 0), category="NON_JSON_RESPONSE" if body else "")
     if not isinstance(data, dict):
         return ErrorInfo(status=int(status or 0))
+    context = dict(data.get("context") or {})
+    # a 403 MISSING_SCOPES names the scopes inside `errors[].context.requiredGranularScopes`
+    for item in data.get("errors") or []:
+        if isinstance(item, dict) and isinstance(item.get("context"), dict):
+            for key, values in item["context"].items():
+                if isinstance(values, list):
+                    context.setdefault(key, values)
     return error_info(
         status,
         data.get("category") or data.get("errorType"),
         data.get("message"),
-        data.get("context"),
+        context,
         data.get("subCategory"),
         data.get("policyName"),
     )
@@ -225,6 +232,17 @@ class PropertyInfo:
     type: str
     unique: bool
     group: str
+    options: tuple[str, ...] = ()  # enumeration option values
+
+
+@dataclass(frozen=True)
+class AssociationLabel:
+    """One association type between two object types (v4 labels endpoint); the unlabeled default
+    has `label` None."""
+
+    category: str
+    type_id: int
+    label: str | None
 
 
 @dataclass(frozen=True)
@@ -260,6 +278,10 @@ class HubSpotApi(Protocol):
     def archive_associations(
         self, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]]
     ) -> None: ...
+
+    def association_labels(self, from_type: str, to_type: str) -> list[AssociationLabel]: ...
+
+    def token_scopes(self) -> frozenset[str] | None: ...
 
     def list_property_groups(self, object_type: str) -> set[str]: ...
 

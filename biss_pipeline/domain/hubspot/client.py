@@ -41,6 +41,7 @@ summaries only (see `biss_pipeline.domain.hubspot.api`), never the SDK exception
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -77,6 +78,7 @@ from urllib3.util.retry import Retry
 
 from biss_pipeline.domain.hubspot.api import (
     AssociationError,
+    AssociationLabel,
     AssociationOutcome,
     ErrorInfo,
     HubSpotApiError,
@@ -106,6 +108,7 @@ RATE_WINDOW_S = 10.0
 SEARCH_PER_SECOND = 5
 RETRYABLE_STATUSES = frozenset({502, 503, 504, 524})
 MAX_BATCH = 100
+RECORD_ID = "hs_object_id"
 ASSOCIATION_READ_BATCH = 1000  # v4 batch read takes up to 1,000 inputs
 _CATEGORY_STATUS = {
     "CONFLICT": 409,
@@ -308,11 +311,15 @@ class HubSpotClient:
             host=host.rstrip("/"),
             retry=Retry(total=0, redirect=0, raise_on_status=False),
         )
+        self._host = host.rstrip("/")
+        self._token = access_token  # only ever sent to HubSpot, never logged
+        self._raw = urllib3.PoolManager(retries=Retry(total=0, redirect=0, raise_on_status=False))
         crm = sdk.crm
         # The SDK builds a new API client (and connection pool) on every attribute access: keep one each.
         self._objects_batch = crm.objects.batch_api
         self._objects_search = crm.objects.search_api
         self._associations = crm.associations.v4.batch_api
+        self._association_schema = crm.associations.v4.schema.definitions_api
         self._properties = crm.properties.core_api
         self._property_batch = crm.properties.batch_api
         self._groups = crm.properties.groups_api
@@ -433,6 +440,11 @@ class HubSpotClient:
     def batch_read(
         self, object_type: str, id_property: str, keys: Sequence[str], properties: Sequence[str]
     ) -> dict[str, dict[str, str | None]]:
+        """Objects by a unique property's values, keyed by that value. `hs_object_id` means record
+        ids: then `idProperty` is left out of the request (HubSpot answers 400 to
+        `idProperty: "hs_object_id"`, the spec says to omit it) and the answer is keyed by record id."""
+        if id_property == RECORD_ID:
+            return self.read_by_ids(object_type, keys, properties)
         found: dict[str, dict[str, str | None]] = {}
         for start in range(0, len(keys), MAX_BATCH):
             body = BatchReadInputSimplePublicObjectId(
@@ -448,6 +460,25 @@ class HubSpotClient:
                 values = dict(result.properties or {})
                 if values.get(id_property):
                     found[str(values[id_property])] = values
+        return found
+
+    def read_by_ids(
+        self, object_type: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, dict[str, str | None]]:
+        """Objects by HubSpot record id (batch read without `idProperty`), keyed by record id; ids
+        HubSpot does not know are absent (its 207 errors)."""
+        found: dict[str, dict[str, str | None]] = {}
+        for start in range(0, len(ids), MAX_BATCH):
+            body = BatchReadInputSimplePublicObjectId(
+                inputs=[SimplePublicObjectId(id=i) for i in ids[start : start + MAX_BATCH]],
+                properties=sorted({*properties, RECORD_ID}),
+                properties_with_history=[],
+            )
+            data = self._call(
+                "objects.batch_read", self._objects_batch.read_with_http_info, object_type, body, write=False
+            )
+            for result in data.results or []:
+                found[str(result.id)] = dict(result.properties or {})
         return found
 
     def search(self, object_type: str, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -518,17 +549,53 @@ class HubSpotClient:
     def read_associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, set[str]]:
         """from id → associated to ids (v4 batch read). Objects without associations are absent
         (HubSpot reports them as per-input 207 errors, which here simply mean "none")."""
-        ids = sorted(set(ids))
         found: dict[str, set[str]] = {}
-        for start in range(0, len(ids), ASSOCIATION_READ_BATCH):
+        # (id, after): an object with more targets than one answer holds is asked again from its
+        # `paging.next.after` until no page is left
+        pending: list[tuple[str, str | None]] = [(i, None) for i in sorted(set(ids))]
+        while pending:
+            chunk, pending = pending[:ASSOCIATION_READ_BATCH], pending[ASSOCIATION_READ_BATCH:]
             body = BatchInputPublicFetchAssociationsBatchRequest(inputs=[
-                PublicFetchAssociationsBatchRequest(id=i) for i in ids[start:start + ASSOCIATION_READ_BATCH]])
+                PublicFetchAssociationsBatchRequest(id=i, after=after) for i, after in chunk])
             data = self._call("associations.batch_read", self._associations.get_page_with_http_info,
                               from_type, to_type, body, write=False)
             for result in data.results or []:
-                targets = found.setdefault(str(result._from.id), set())
+                source = str(result._from.id)
+                targets = found.setdefault(source, set())
                 targets.update(str(target.to_object_id) for target in result.to or [])
+                following = getattr(getattr(result, "paging", None), "next", None)
+                if following is not None and following.after:
+                    pending.append((source, str(following.after)))
         return found
+
+    def association_labels(self, from_type: str, to_type: str) -> list[AssociationLabel]:
+        """The association types HubSpot defines from one object type to another (v4 schema)."""
+        data = self._call("associations.labels", self._association_schema.get_all_with_http_info,
+                          from_type, to_type, write=False)
+        return [AssociationLabel(str(r.category), int(r.type_id), r.label) for r in data.results or []]
+
+    def token_scopes(self) -> frozenset[str] | None:
+        """The scopes granted to the token (private-app token info); None when the portal cannot say
+        (another token kind): the readiness report then relies on what each read answers."""
+        try:
+            data = self._call("oauth.token_info", self._token_info, write=False)
+        except HubSpotApiError as exc:
+            if exc.status in (400, 403, 404):
+                return None
+            raise
+        return frozenset(str(scope) for scope in data.get("scopes") or [])
+
+    def _token_info(self, _request_timeout: Any = None) -> tuple[dict[str, Any], int, Any]:
+        response = self._raw.request(
+            "POST",
+            f"{self._host}/oauth/v2/private-apps/get/access-token-info",
+            body=json.dumps({"tokenKey": self._token}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._token}"},
+            timeout=urllib3.Timeout(connect=self._timeout[0], read=self._timeout[1]),
+        )
+        if response.status >= 400:
+            raise _RawHttpError(response.status, response.data, response.headers)
+        return json.loads(response.data or b"{}"), response.status, response.headers
 
     def batch_update(self, object_type: str,
                      updates: Sequence[tuple[str, Mapping[str, str]]]) -> UpdateOutcome:
@@ -571,7 +638,8 @@ class HubSpotClient:
             "properties.list", self._properties.get_all_with_http_info, object_type, write=False
         )
         return {
-            p.name: PropertyInfo(p.name, p.type, bool(p.has_unique_value), p.group_name)
+            p.name: PropertyInfo(p.name, p.type, bool(p.has_unique_value), p.group_name,
+                                 tuple(str(o.value) for o in p.options or []))
             for p in data.results or []
             if not p.archived
         }
@@ -665,6 +733,16 @@ class HubSpotClient:
             PipelineStagePatchInput(metadata=dict(metadata)),
             write=True,
         )
+
+
+class _RawHttpError(Exception):
+    """An error answer of a call the SDK has no API for, shaped like the SDK's `ApiException`."""
+
+    def __init__(self, status: int, body: bytes, headers: Any) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.headers = headers
 
 
 def _row_error_info(error: Any) -> ErrorInfo:

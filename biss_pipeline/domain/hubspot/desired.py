@@ -140,6 +140,7 @@ def desired_state(
             practice_id=practice_id,
             type_label=type_label,
             chair_label=snapshot.chair_names.get(chair_key, chair_key),
+            statuses=mapping.appointment_statuses,
         )
     pairs: dict[str, set[tuple[str, str]]] = {
         kind.name: set() for kind in (CONTACT_DEAL, DEAL_APPOINTMENT, CONTACT_APPOINTMENT)

@@ -231,7 +231,8 @@ class SyncEngine:
             }
             for kind in OBJECT_KINDS
         }
-        for association in ASSOCIATION_KINDS:
+        for pair_kind in ASSOCIATION_KINDS:
+            association = portal.association(pair_kind)  # the type id read from the portal's labels
             plan_pairs = plan_associations(
                 desired.pairs[association.name],
                 ids[association.source.name],

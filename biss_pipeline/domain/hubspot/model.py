@@ -44,12 +44,17 @@ OBJECT_KINDS: tuple[ObjectKind, ...] = (CONTACTS, DEALS, APPOINTMENTS)
 
 @dataclass(frozen=True)
 class AssociationKind:
-    """A synced association pair, written from `source` to `target` with HubSpot's default type id
-    (HubSpot stores the inverse direction itself)."""
+    """A synced association pair, written from `source` to `target` with the portal's unlabeled
+    HUBSPOT_DEFINED type (HubSpot stores the inverse direction itself). `type_id` is not assumed: the
+    portal setup reads it from the labels endpoint (`PortalState.association_type_ids`) and the sync
+    writes with `with_type_id`; 0 means "not read yet"."""
 
     source: ObjectKind
     target: ObjectKind
-    type_id: int
+    type_id: int = 0
+
+    def with_type_id(self, type_id: int) -> AssociationKind:
+        return AssociationKind(self.source, self.target, type_id)
 
     @property
     def name(self) -> str:
@@ -57,9 +62,9 @@ class AssociationKind:
         return f"association:{self.source.name}:{self.target.name}"
 
 
-CONTACT_DEAL = AssociationKind(CONTACTS, DEALS, 4)
-DEAL_APPOINTMENT = AssociationKind(DEALS, APPOINTMENTS, 945)
-CONTACT_APPOINTMENT = AssociationKind(CONTACTS, APPOINTMENTS, 907)
+CONTACT_DEAL = AssociationKind(CONTACTS, DEALS)
+DEAL_APPOINTMENT = AssociationKind(DEALS, APPOINTMENTS)
+CONTACT_APPOINTMENT = AssociationKind(CONTACTS, APPOINTMENTS)
 ASSOCIATION_KINDS: tuple[AssociationKind, ...] = (CONTACT_DEAL, DEAL_APPOINTMENT, CONTACT_APPOINTMENT)
 
 
@@ -91,6 +96,8 @@ def _date(name: str, label: str, description: str = "") -> PropertyDef:
 
 
 PRACTICE_PROPERTY = "biss_practice_id"
+IVORIS_STATUS_PROPERTY = "biss_ivoris_status"
+APPOINTMENT_STATUS_PROPERTY = "hs_appointment_status"
 
 CONTACT_PROPERTIES: tuple[PropertyDef, ...] = (
     _text("ivoris_patient_id", "Ivoris-Patienten-ID", "Praxis-Präfix + Ivoris-Patienten-ID", unique=True),
@@ -123,6 +130,9 @@ APPOINTMENT_PROPERTIES: tuple[PropertyDef, ...] = (
     _text("biss_appointment_type", "Terminart"),
     _text("biss_chair_key", "Behandlungsstuhl (Schlüssel)"),
     _text("biss_chair", "Behandlungsstuhl"),
+    # hs_appointment_status holds the portal's option (mapping tab `appointment_statuses`); the raw
+    # Ivoris status is kept here, so nothing of Ivoris' finer distinction is lost in HubSpot
+    _text(IVORIS_STATUS_PROPERTY, "Ivoris-Terminstatus", "Status des Termins in Ivoris (unverändert)"),
 )
 
 # Types of the HubSpot-defined properties the sync writes (for comparing values in dry-run diffs).
@@ -141,7 +151,7 @@ HUBSPOT_DEFINED_TYPES: Mapping[str, PropertyType] = MappingProxyType(
         "hs_appointment_name": "string",
         "hs_appointment_start": "datetime",
         "hs_appointment_end": "datetime",
-        "hs_appointment_status": "string",
+        "hs_appointment_status": "enumeration",
     }
 )
 
@@ -299,6 +309,7 @@ class SyncMapping:
     - `revenue_buckets` / `treatment_categories`: one deal property each; buckets or categories
       found in the warehouse but missing here get a property too.
     - `appointment_type_labels`: type_key → HubSpot label (sheet column); else the Ivoris name.
+    - `appointment_statuses`: Ivoris status → the portal's `hs_appointment_status` option.
     """
 
     pipeline: PipelineSpec = field(default_factory=default_pipeline_spec)
@@ -307,6 +318,8 @@ class SyncMapping:
     treatment_categories: Sequence[str] = TREATMENT_CATEGORIES
     appointment_type_labels: Mapping[str, str] = field(default_factory=dict)
     deal_name_prefix: str = "Behandlung"
+    # Ivoris status → hs_appointment_status option (tab `appointment_statuses`)
+    appointment_statuses: Mapping[str, str] = field(default_factory=lambda: dict(_default_statuses()))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_contact_fields", normalise_allowlist(self.allowed_contact_fields))
@@ -326,4 +339,11 @@ class SyncMapping:
             treatment_categories=TREATMENT_CATEGORIES,
             appointment_type_labels={t.type_key: t.hubspot_label for t in mapping.appointment_types
                                      if t.hubspot_label},
+            appointment_statuses=dict(mapping.appointment_statuses),
         )
+
+
+def _default_statuses() -> Mapping[str, str]:
+    from biss_pipeline.domain.mapping.config import DEFAULT_APPOINTMENT_STATUS_MAP
+
+    return DEFAULT_APPOINTMENT_STATUS_MAP

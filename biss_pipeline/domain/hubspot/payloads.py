@@ -35,7 +35,9 @@ from zoneinfo import ZoneInfo
 
 from biss_pipeline.domain.calendar import PRACTICE_TZ
 from biss_pipeline.domain.hubspot.model import (
+    APPOINTMENT_STATUS_PROPERTY,
     CONTACT_FIELD_SOURCES,
+    IVORIS_STATUS_PROPERTY,
     PRACTICE_PROPERTY,
     PipelineSpec,
     bucket_property,
@@ -269,6 +271,7 @@ def appointment_record(
     practice_id: str,
     type_label: str,
     chair_label: str,
+    statuses: Mapping[str, str],
 ) -> DesiredRecord:
     start = appointment.get("start")
     start_text = start.strftime("%d.%m.%Y %H:%M") if isinstance(start, datetime) else ""
@@ -278,7 +281,10 @@ def appointment_record(
         "hs_appointment_name": f"{type_label} {start_text}".strip(),
         "hs_appointment_start": hs_datetime(start),
         "hs_appointment_end": hs_datetime(appointment.get("end")),
-        "hs_appointment_status": _text(appointment.get("status")),
+        # the portal's option; a status the mapping lacks is sent empty rather than as free text,
+        # which HubSpot would refuse for the whole batch (the mapping's validation lists every status)
+        APPOINTMENT_STATUS_PROPERTY: statuses.get(_text(appointment.get("status")), ""),
+        IVORIS_STATUS_PROPERTY: _text(appointment.get("status")),
         "biss_appointment_type_key": _text(appointment.get("type_key")),
         "biss_appointment_type": type_label,
         "biss_chair_key": _text(appointment.get("chair_key")),

@@ -16,6 +16,9 @@ Tabs and columns
 | `settings`          | key, value; optional, every setting has a default (the deal-rule settings |
 |                     | of SPEC §5: `DealSettings`; the contact-field allowlist; the pipeline     |
 |                     | label)                                                                    |
+| `appointment_statuses` | ivoris_status, hubspot_status (SPEC §4 rev. 2): each Ivoris status → the |
+|                     | `hs_appointment_status` option of the portal; optional, every status must  |
+|                     | be on a row when the tab exists (`DEFAULT_APPOINTMENT_STATUS_MAP` without)  |
 
 Row numbers in error messages count the header as row 1, like the sheet. Column headers are matched
 case-insensitively with spaces read as underscores (`Type ID` is `type_id`); columns the parser does not
@@ -66,6 +69,9 @@ from biss_pipeline.domain.deals.entry_rules import (
     EntryRule,
     entry_rule_problems,
 )
+from biss_pipeline.domain.deals.rules import (
+    APPOINTMENT_STATUSES as IVORIS_APPOINTMENT_STATUSES,
+)
 from biss_pipeline.domain.deals.rules import DEAL_ROLES, STAGE_LABELS, DealSettings, Stage
 from biss_pipeline.domain.mapping.practices import ConfigError, PracticeConfig, parse_practices
 
@@ -74,14 +80,16 @@ APPOINTMENT_TYPES = "appointment_types"
 ENTRY_RULES = "entry_rules"
 STAGES = "stages"
 SETTINGS = "settings"
+APPOINTMENT_STATUSES = "appointment_statuses"
 # Tabs whose content every practice's deals or HubSpot sync read.
-PRACTICE_SHARED_TABS: tuple[str, ...] = (ENTRY_RULES, STAGES, SETTINGS)
-MAPPING_TABS: tuple[str, ...] = (PRACTICES, APPOINTMENT_TYPES, ENTRY_RULES, STAGES, SETTINGS)
+PRACTICE_SHARED_TABS: tuple[str, ...] = (ENTRY_RULES, STAGES, SETTINGS, APPOINTMENT_STATUSES)
+MAPPING_TABS: tuple[str, ...] = (PRACTICES, APPOINTMENT_TYPES, ENTRY_RULES, STAGES, SETTINGS,
+                                 APPOINTMENT_STATUSES)
 REQUIRED_TABS: tuple[str, ...] = (PRACTICES, APPOINTMENT_TYPES, ENTRY_RULES, STAGES)
 # The first column of each tab: a sheet source finds the header row by it, below any title rows.
 KEY_COLUMNS: Mapping[str, str] = {
     PRACTICES: "id", APPOINTMENT_TYPES: "practice", ENTRY_RULES: "entry_type", STAGES: "stage",
-    SETTINGS: "key",
+    SETTINGS: "key", APPOINTMENT_STATUSES: "ivoris_status",
 }
 
 # The sheet's dropdown order, for messages; which roles exist is the deal logic's `DEAL_ROLES` (a test
@@ -168,6 +176,9 @@ class MappingConfig:
     entry_rules: tuple[EntryRule, ...]
     stages: tuple[StageMapping, ...]
     settings: MappingSettings = field(default_factory=MappingSettings)
+    # Ivoris status → the portal's `hs_appointment_status` option (tab `appointment_statuses`).
+    appointment_statuses: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_APPOINTMENT_STATUS_MAP))
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -254,6 +265,10 @@ class MappingConfig:
                 {"key": "hubspot_contact_fields",
                  "value": ",".join(self.settings.hubspot_contact_fields) or NO_FIELDS},
                 {"key": "deal_pipeline_label", "value": self.settings.deal_pipeline_label},
+            ],
+            APPOINTMENT_STATUSES: [
+                {"ivoris_status": status, "hubspot_status": self.appointment_statuses[status]}
+                for status in sorted(self.appointment_statuses)
             ],
         }
 
@@ -637,6 +652,45 @@ def _check_one_pipeline(stages: tuple[StageMapping, ...], rows: Mapping[Stage, _
             ids_seen[stage.stage_id] = stage.stage
 
 
+# Used when the mapping has no `appointment_statuses` tab. Options in HubSpot's style (its own example
+# writes `SCHEDULED`); the portal setup checks every value against the portal's definition.
+DEFAULT_APPOINTMENT_STATUS_MAP: Mapping[str, str] = {
+    "booked": "SCHEDULED",
+    "confirmed": "SCHEDULED",
+    "arrived": "SCHEDULED",
+    "completed": "COMPLETED",
+    "cancelled": "CANCELLED",
+    "no_show": "NO_SHOW",
+    "clarified": "CANCELLED",
+}
+
+
+def _parse_appointment_statuses(rows: list[_Row], present: bool) -> dict[str, str]:
+    """The `appointment_statuses` tab: one row per Ivoris status, each naming a HubSpot option."""
+    if not present:
+        return dict(DEFAULT_APPOINTMENT_STATUS_MAP)
+    mapped: dict[str, str] = {}
+    rows_of: dict[str, int] = {}
+    for row in rows:
+        status = row.text("ivoris_status").lower()
+        if status not in IVORIS_APPOINTMENT_STATUSES:
+            raise row.error("ivoris_status", f"unknown Ivoris status {status!r}; expected one of "
+                            f"{', '.join(sorted(IVORIS_APPOINTMENT_STATUSES))}")
+        if status in mapped:
+            raise row.error("ivoris_status", f"status {status!r} is already on row {rows_of[status]}")
+        option = row.text("hubspot_status")
+        if any(ch.isspace() for ch in option):
+            raise row.error("hubspot_status", f"{option!r}: a HubSpot option value has no spaces "
+                            "(write the internal value, e.g. SCHEDULED, not the label)")
+        mapped[status] = option
+        rows_of[status] = row.number
+    missing = sorted(IVORIS_APPOINTMENT_STATUSES - set(mapped))
+    if missing:
+        raise ConfigError(APPOINTMENT_STATUSES, None, "ivoris_status",
+                          f"no row for Ivoris status(es) {', '.join(missing)}")
+    return mapped
+
+
 # --- public --------------------------------------------------------------------------------------------
 
 
@@ -661,12 +715,15 @@ def parse_mapping(tabs: Mapping[str, Any]) -> MappingConfig:
     stages = _parse_stages(_tab_rows(normalised, STAGES), explicit_settings.get("deal_pipeline_label"))
     # Stage rows may name the pipeline themselves; the setting then follows them.
     settings = MappingSettings(**{**explicit_settings, "deal_pipeline_label": stages[0].pipeline_label})
+    statuses = _parse_appointment_statuses(
+        _tab_rows(normalised, APPOINTMENT_STATUSES, required=False), APPOINTMENT_STATUSES in normalised)
     return MappingConfig(
         practices=practices,
         appointment_types=appointment_types,
         entry_rules=entry_rules,
         stages=stages,
         settings=settings,
+        appointment_statuses=statuses,
     )
 
 
