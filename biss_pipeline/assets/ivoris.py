@@ -11,11 +11,14 @@ make the same backfill one run, and a practice's outage only fails that practice
 
 import datetime as dt
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
+    AssetObservation,
     AssetSpec,
     BackfillPolicy,
     Backoff,
@@ -58,17 +61,30 @@ IVORIS_RETRY_POLICY = RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPON
 REFERENCE_NAMES = ("practice", "chairs", "appointment_types")
 
 
-def _result_metadata(date_from: dt.date, date_to: dt.date, totals: ExtractionTotals,
+def _window_metadata(date_from: dt.date, date_to: dt.date, totals: ExtractionTotals,
                      stats: dict[str, Any]) -> dict[str, Any]:
+    """The run's range totals: an observation of the asset, not any one day's row count."""
     return {
-        "dagster/row_count": totals.rows,
         "window": f"{date_from.isoformat()} .. {date_to.isoformat()}",
         "days": (date_to - date_from).days + 1,
+        "window_rows": totals.rows,
         "chunks": totals.chunks,
         "quarantined": totals.quarantined,
         "quarantine_reasons": MetadataValue.json(dict(totals.quarantine_reasons)),
         **stats,
     }
+
+
+def per_partition_metadata(context: AssetExecutionContext, date_from: dt.date, date_to: dt.date,
+                           rows: Counter[dt.date], quarantined: Counter[dt.date],
+                           asset_key: AssetKey | None = None) -> None:
+    """Each day's materialization carries that day's counts (a ranged run otherwise stamps the
+    window's total on every day, and per-day plots are wrong)."""
+    day = date_from
+    while day <= date_to:
+        context.add_asset_metadata({"dagster/row_count": rows[day], "quarantined": quarantined[day]},
+                                   asset_key=asset_key, partition_key=day.isoformat())
+        day += dt.timedelta(days=1)
 
 
 def _reference_asset(practice: PracticeConfig) -> Any:
@@ -129,8 +145,13 @@ def _raw_asset(practice: PracticeConfig, entity: IvorisEntity, source: RawSource
                                     ivoris.chunk_days)
             record_extraction_run(warehouse, context.run.run_id, pid, context.asset_key.to_user_string(),
                                   date_from, date_to, totals.rows, client)
-        return MaterializeResult(metadata=_result_metadata(date_from, date_to, totals,
-                                                           client.stats.as_metadata()))
+            anomalies = [a for a in client.anomalies if not a.resolved]
+        per_partition_metadata(context, date_from, date_to, totals.rows_by_day, totals.quarantined_by_day)
+        context.log_event(AssetObservation(
+            asset_key=context.asset_key,
+            metadata={**_window_metadata(date_from, date_to, totals, client.stats.as_metadata()),
+                      "paging_anomalies": len(anomalies)}))
+        return MaterializeResult(metadata={"window": f"{date_from.isoformat()} .. {date_to.isoformat()}"})
 
     return raw
 

@@ -43,8 +43,10 @@ class StagingInputs:
 
     key_prefix: str
     window_end: dt.date
-    patient_keys: frozenset[str]  # the patients staged for the same window
+    patient_keys: frozenset[str]  # patients with a good staged version (this window or earlier)
     type_keys: frozenset[str]  # the practice's Ivoris appointment types
+    # patients Ivoris delivered whose versions are all quarantined: their records are held back
+    held_patient_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,8 @@ APPOINTMENT = IvorisEntity(
                        "appointments as Ivoris returns them, by appointment day."),),
     staging_name="stg_appointments", staging_table=schema.stg_appointments,
     stage=lambda rows, inputs: stage_appointments(rows, inputs.key_prefix, set(inputs.patient_keys),
-                                                  set(inputs.type_keys)),
+                                                  set(inputs.type_keys),
+                                                  held_patient_keys=inputs.held_patient_keys),
     staging_description="appointments, typed and validated.",
     # A type Ivoris uses but the sheet lacks is a gap to fix in the mapping, not bad data: it fails
     # the run with the tab and type named.
@@ -157,7 +160,8 @@ DOCUMENT_ENTRY = IvorisEntity(
                   open_reader=lambda context: read_repaired_document_entries(context, _entries())),
     ),
     staging_name="stg_document_entries", staging_table=schema.stg_document_entries,
-    stage=lambda rows, inputs: stage_document_entries(rows, inputs.key_prefix),
+    stage=lambda rows, inputs: stage_document_entries(
+        rows, inputs.key_prefix, held_patient_keys=inputs.held_patient_keys - inputs.patient_keys),
     staging_description="billing lines with exact amounts in cents.",
 )
 

@@ -20,8 +20,20 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from biss_pipeline.domain.calendar import local_midnight
-from biss_pipeline.domain.ivoris.client import IvorisClient, IvorisError, Record, iter_date_chunks
-from biss_pipeline.domain.ivoris.extract import ExtractedRows, day_of, modification_day, usable_id
+from biss_pipeline.domain.ivoris.client import (
+    IvorisClient,
+    IvorisError,
+    PagingAnomaly,
+    Record,
+    iter_date_chunks,
+)
+from biss_pipeline.domain.ivoris.extract import (
+    ExtractedRows,
+    day_of,
+    integer_id,
+    modification_day,
+    usable_id,
+)
 from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.domain.warehouse.store import Warehouse
 
@@ -54,12 +66,17 @@ class ExtractionTotals:
     quarantined: int = 0
     chunks: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    # per partition day: each day's materialization carries its own counts, not the window's
+    rows_by_day: Counter[dt.date] = field(default_factory=Counter)
+    quarantined_by_day: Counter[dt.date] = field(default_factory=Counter)
 
     def add(self, extracted: ExtractedRows) -> None:
         self.rows += len(extracted.rows)
         self.quarantined += len(extracted.quarantined)
         self.chunks += 1
         self.quarantine_reasons.update(row["reason"] for row in extracted.quarantined)
+        self.rows_by_day.update(row["partition_date"] for row in extracted.rows)
+        self.quarantined_by_day.update(row["partition_date"] for row in extracted.quarantined)
 
 
 def _write_chunk(warehouse: Warehouse, table: sa.Table, entity: str, practice_id: str,
@@ -83,6 +100,20 @@ def record_extraction_run(warehouse: Warehouse, run_id: str, practice_id: str, a
             rows_written=rows, requests=stats["ivoris_requests"], retries=stats["ivoris_retries"],
             status_counts=json.dumps(stats["ivoris_status_counts"], sort_keys=True),
             finished_at=dt.datetime.now(dt.UTC)))
+    record_anomalies(warehouse, run_id, practice_id, asset, client.anomalies)
+
+
+def record_anomalies(warehouse: Warehouse, run_id: str, practice_id: str, asset: str,
+                     anomalies: list[PagingAnomaly]) -> None:
+    """The client's paging anomalies of this run, one row each (the check reads them)."""
+    if not anomalies:
+        return
+    now = dt.datetime.now(dt.UTC)
+    with warehouse.transaction() as connection:
+        connection.execute(schema.ivoris_anomalies.insert(), [
+            {"run_id": run_id, "practice_id": practice_id, "asset": asset, "route": a.route[:128],
+             "request_window": a.window[:128], "problem": a.problem, "resolved": a.resolved,
+             "recorded_at": now} for a in anomalies])
 
 
 def in_partitions(exc: IvorisError, first: dt.date, last: dt.date, run_start: dt.date | None,
@@ -131,17 +162,21 @@ def read_patients(context: ExtractionContext, to_rows: PatientRows) -> ChunkRead
     since = local_midnight(context.date_from)  # partitions are local days
     modified: dict[str, Record] = {}
     copies: dict[str, list[Record]] = {}  # >1 only for conflicting copies
+    unkeyed: list[tuple[dt.date, Record]] = []  # non-integer ids: to quarantine, never to drop
     for record in client.patients_modified_since(since):
-        ivoris_id, day = usable_id(record.get("id")), modification_day(record)
+        ivoris_id, day = integer_id(record.get("id")), modification_day(record)
         if ivoris_id is not None and day is not None and day <= context.date_to:
             modified[ivoris_id] = record
             copies.setdefault(ivoris_id, []).append(record)
+        elif ivoris_id is None:
+            unkeyed.append((day or context.date_from, record))
 
     def read(first: dt.date, last: dt.date) -> ExtractedRows:
         reasons = patient_reasons(context.warehouse, pid, first, last, modified)
         missing = [i for i in reasons if i not in modified]
         records = client.patients_by_ids(missing) if missing else []
         records += [copy for i in reasons if i in modified for copy in copies[i]]
+        records += [record for day, record in unkeyed if first <= max(day, context.date_from) <= last]
         return to_rows(records, reasons, first, last)
 
     return read
