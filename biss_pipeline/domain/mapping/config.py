@@ -74,14 +74,15 @@ APPOINTMENT_TYPES = "appointment_types"
 ENTRY_RULES = "entry_rules"
 STAGES = "stages"
 SETTINGS = "settings"
+IVORIS_CLIENT = "ivoris_client"
 # Tabs whose content every practice's deals or HubSpot sync read.
 PRACTICE_SHARED_TABS: tuple[str, ...] = (ENTRY_RULES, STAGES, SETTINGS)
-MAPPING_TABS: tuple[str, ...] = (PRACTICES, APPOINTMENT_TYPES, ENTRY_RULES, STAGES, SETTINGS)
+MAPPING_TABS: tuple[str, ...] = (PRACTICES, APPOINTMENT_TYPES, ENTRY_RULES, STAGES, SETTINGS, IVORIS_CLIENT)
 REQUIRED_TABS: tuple[str, ...] = (PRACTICES, APPOINTMENT_TYPES, ENTRY_RULES, STAGES)
 # The first column of each tab: a sheet source finds the header row by it, below any title rows.
 KEY_COLUMNS: Mapping[str, str] = {
     PRACTICES: "id", APPOINTMENT_TYPES: "practice", ENTRY_RULES: "entry_type", STAGES: "stage",
-    SETTINGS: "key",
+    SETTINGS: "key", IVORIS_CLIENT: "practice",
 }
 
 # The sheet's dropdown order, for messages; which roles exist is the deal logic's `DEAL_ROLES` (a test
@@ -101,6 +102,7 @@ PERSONAL_CONTACT_FIELDS: Mapping[str, str] = {
 }
 DEFAULT_CONTACT_FIELDS: tuple[str, ...] = ("firstname", "lastname", "email", "phone")
 DEFAULT_PIPELINE_LABEL = "Patientenreise"
+DEFAULT_MAX_QUARANTINED_SHARE = Decimal("0.2")
 NO_FIELDS = "none"
 
 TYPE_ID = re.compile(r"^\d+$")
@@ -153,6 +155,9 @@ class MappingSettings:
     entry_grace_days: int = DealSettings.entry_grace_days
     hubspot_contact_fields: tuple[str, ...] = DEFAULT_CONTACT_FIELDS
     deal_pipeline_label: str = DEFAULT_PIPELINE_LABEL
+    # A window whose appointments are quarantined beyond this share fails a blocking check before
+    # anything goes to HubSpot (a broken mapping or reference data, not a few bad records).
+    max_quarantined_share: Decimal = DEFAULT_MAX_QUARANTINED_SHARE
 
     @property
     def deal_settings(self) -> DealSettings:
@@ -168,6 +173,10 @@ class MappingConfig:
     entry_rules: tuple[EntryRule, ...]
     stages: tuple[StageMapping, ...]
     settings: MappingSettings = field(default_factory=MappingSettings)
+    # practice id → Ivoris client settings where the practice differs from the defaults (the
+    # `ivoris_client` tab, `parse_ivoris_client`): IvorisResource field → value, routes and params
+    # as dicts
+    ivoris_client: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -254,7 +263,12 @@ class MappingConfig:
                 {"key": "hubspot_contact_fields",
                  "value": ",".join(self.settings.hubspot_contact_fields) or NO_FIELDS},
                 {"key": "deal_pipeline_label", "value": self.settings.deal_pipeline_label},
+                # only when set: the default adds no row, so older mappings keep their hashes
+                *([{"key": "max_quarantined_share",
+                    "value": _decimal_text(self.settings.max_quarantined_share)}]
+                  if self.settings.max_quarantined_share != DEFAULT_MAX_QUARANTINED_SHARE else []),
             ],
+            **({IVORIS_CLIENT: canonical_ivoris_client(self.ivoris_client)} if self.ivoris_client else {}),
         }
 
     @cached_property
@@ -516,7 +530,8 @@ def _parse_entry_rules(rows: list[_Row]) -> tuple[EntryRule, ...]:
     return tuple(rules)
 
 
-_SETTING_KEYS: tuple[str, ...] = (*DEAL_SETTING_KEYS, "hubspot_contact_fields", "deal_pipeline_label")
+_SETTING_KEYS: tuple[str, ...] = (*DEAL_SETTING_KEYS, "hubspot_contact_fields", "deal_pipeline_label",
+                                  "max_quarantined_share")
 
 
 def _contact_fields(row: _Row) -> tuple[str, ...]:
@@ -556,6 +571,11 @@ def _parse_settings(rows: list[_Row]) -> dict[str, Any]:
             values[key] = days
         elif key == "hubspot_contact_fields":
             values[key] = _contact_fields(row)
+        elif key == "max_quarantined_share":
+            share = row.fraction("value")
+            if not Decimal(0) <= share <= Decimal(1):
+                raise row.error("value", f"{_decimal_text(share)} is outside 0..1 (write 0.2 or 20%)")
+            values[key] = share.normalize()
         else:
             values[key] = row.text("value")
     return values
@@ -637,6 +657,90 @@ def _check_one_pipeline(stages: tuple[StageMapping, ...], rows: Mapping[Stage, _
             ids_seen[stage.stage_id] = stage.stage
 
 
+# --- the ivoris_client tab (SPEC §4 rev. 2) ---------------------------------------------------------
+#
+# columns: practice, setting, value; one row per setting where a practice's Ivoris server differs from
+# the contract's defaults. Settings: the whole numbers below, `timeout_s` and `max_retry_seconds`
+# (seconds > 0), `route.<name>` (a path starting with "/"; `route.patient_document_entries` must hold
+# `{patient_id}`) and `param.<name>` (a query parameter name).
+
+IVORIS_WHOLE_SETTINGS: Mapping[str, int] = {  # name → smallest value allowed
+    "page_size": 1, "max_concurrency": 1, "max_attempts": 1, "chunk_days": 1, "narrow_page_size": 1,
+    "page_rereads": 0,
+}
+IVORIS_SECONDS_SETTINGS: tuple[str, ...] = ("timeout_s", "max_retry_seconds")
+IVORIS_ROUTE_NAMES: tuple[str, ...] = ("practices", "chairs", "appointment_types", "appointments", "patients",
+                                       "document_entries", "patient_document_entries")
+IVORIS_PARAM_NAMES: tuple[str, ...] = ("date_from", "date_to", "page", "page_size", "ids", "modified_since")
+QUERY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+def _ivoris_setting_names() -> list[str]:
+    return [*IVORIS_WHOLE_SETTINGS, *IVORIS_SECONDS_SETTINGS, *(f"route.{n}" for n in IVORIS_ROUTE_NAMES),
+            *(f"param.{n}" for n in IVORIS_PARAM_NAMES)]
+
+
+def parse_ivoris_client(rows: list[_Row], practices: tuple[PracticeConfig, ...],
+                        ) -> dict[str, dict[str, Any]]:
+    """The `ivoris_client` tab: per practice, the IvorisResource fields that differ from the defaults
+    (`routes` and `params` as dicts by name). Errors name tab, row and column."""
+    known_practices = {p.practice_id for p in practices}
+    result: dict[str, dict[str, Any]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for row in rows:
+        practice = row.text("practice")
+        if practice not in known_practices:
+            raise row.error("practice", f"unknown practice {practice!r}; the practices tab has "
+                            f"{', '.join(sorted(known_practices))}")
+        name = row.text("setting").lower().replace(" ", "_")
+        if name not in _ivoris_setting_names():
+            raise row.error("setting", f"unknown Ivoris client setting {name!r}; known: "
+                            f"{', '.join(_ivoris_setting_names())}")
+        if (practice, name) in seen:
+            raise row.error("setting", f"{name!r} for practice {practice!r} is already on row "
+                            f"{seen[(practice, name)]}")
+        seen[(practice, name)] = row.number
+        settings = result.setdefault(practice, {})
+        if name in IVORIS_WHOLE_SETTINGS:
+            number = row.whole_number("value")
+            least = IVORIS_WHOLE_SETTINGS[name]
+            if number < least:
+                raise row.error("value", f"{name} must be at least {least}, got {number}")
+            settings[name] = number
+        elif name in IVORIS_SECONDS_SETTINGS:
+            seconds = row.fraction("value")
+            if seconds <= 0:
+                raise row.error("value", f"{name} must be more than 0 seconds, got {_decimal_text(seconds)}")
+            settings[name] = float(seconds)
+        elif name.startswith("route."):
+            route = row.text("value")
+            field_name = name.removeprefix("route.")
+            if not route.startswith("/"):
+                raise row.error("value", f"a route is a path starting with '/', got {route!r}")
+            if field_name == "patient_document_entries" and "{patient_id}" not in route:
+                raise row.error("value", "the per-patient route must contain {patient_id}")
+            settings.setdefault("routes", {})[field_name] = route
+        else:
+            param = row.text("value")
+            if not QUERY_NAME.match(param):
+                raise row.error("value", f"not a query parameter name: {param!r}")
+            settings.setdefault("params", {})[name.removeprefix("param.")] = param
+    return result
+
+
+def canonical_ivoris_client(client: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for practice in sorted(client):
+        for name, value in sorted(client[practice].items()):
+            if isinstance(value, Mapping):
+                prefix = "route" if name == "routes" else "param"
+                rows.extend({"practice": practice, "setting": f"{prefix}.{k}", "value": v}
+                            for k, v in sorted(value.items()))
+            else:
+                rows.append({"practice": practice, "setting": name, "value": str(value)})
+    return rows
+
+
 # --- public --------------------------------------------------------------------------------------------
 
 
@@ -661,12 +765,14 @@ def parse_mapping(tabs: Mapping[str, Any]) -> MappingConfig:
     stages = _parse_stages(_tab_rows(normalised, STAGES), explicit_settings.get("deal_pipeline_label"))
     # Stage rows may name the pipeline themselves; the setting then follows them.
     settings = MappingSettings(**{**explicit_settings, "deal_pipeline_label": stages[0].pipeline_label})
+    ivoris_client = parse_ivoris_client(_tab_rows(normalised, IVORIS_CLIENT, required=False), practices)
     return MappingConfig(
         practices=practices,
         appointment_types=appointment_types,
         entry_rules=entry_rules,
         stages=stages,
         settings=settings,
+        ivoris_client=ivoris_client,
     )
 
 
