@@ -36,6 +36,7 @@ from biss_pipeline.domain.ivoris.extraction import (
     ExtractionTotals,
     extract_window,
     record_extraction_run,
+    reference_data_gap,
     write_reference_data,
 )
 from biss_pipeline.domain.mapping.practices import PracticeConfig
@@ -48,6 +49,7 @@ from biss_pipeline.keys import (
     practice_partitions,
 )
 from biss_pipeline.resources.ivoris import IvorisResource
+from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.resources.warehouse import WarehouseResource
 
 # Single-run backfills are the reason for this layout (see the module docstring), so the
@@ -117,16 +119,23 @@ def _reference_asset(practice: PracticeConfig) -> Any:
     return reference
 
 
+# The source before whose extraction the practice's reference data is made current (staging checks
+# the appointments against the types, so a pipeline run never stages against missing reference data).
+REFERENCE_GUARD_SOURCE = "raw_appointments"
+
+
 def _raw_asset(practice: PracticeConfig, entity: IvorisEntity, source: RawSource) -> Any:
     pid = practice.practice_id
     open_reader = entity.reader(source)
+    guard = source.name == REFERENCE_GUARD_SOURCE
+    resource_keys = {practice.resource_key, "warehouse", *(["mapping"] if guard else [])}
 
     @asset(
         key=practice_asset_key(practice, source.name),
         deps=[practice_asset_key(practice, name) for name in source.reads],
         description=f"{practice.name}: {source.description}",
         group_name=ivoris_group(practice),
-        required_resource_keys={practice.resource_key, "warehouse"},
+        required_resource_keys=resource_keys,
         kinds={"sql"},
         owners=OWNERS,
         partitions_def=practice_partitions(practice),
@@ -140,6 +149,8 @@ def _raw_asset(practice: PracticeConfig, entity: IvorisEntity, source: RawSource
         warehouse = warehouse_resource.get()
         date_from, date_to = partition_window(context)
         with ivoris.client() as client:
+            if guard:
+                _refresh_reference_if_needed(context, practice, warehouse, client)
             extraction = ExtractionContext(pid, practice.key_prefix, client, warehouse, date_from, date_to)
             totals = extract_window(extraction, source.table, source.quarantine_entity, open_reader,
                                     ivoris.chunk_days)
@@ -154,6 +165,20 @@ def _raw_asset(practice: PracticeConfig, entity: IvorisEntity, source: RawSource
         return MaterializeResult(metadata={"window": f"{date_from.isoformat()} .. {date_to.isoformat()}"})
 
     return raw
+
+
+def _refresh_reference_if_needed(context: AssetExecutionContext, practice: PracticeConfig,
+                                 warehouse: Any, client: Any) -> None:
+    """The practice pipeline does not depend on someone having run `refresh_reference_data` first."""
+    mapping: MappingResource = context.resources.mapping
+    pid = practice.practice_id
+    config = mapping.load()
+    mapped = {str(t.type_id) for t in config.appointment_types if t.practice_id == pid}
+    gap = reference_data_gap(warehouse, pid, practice.key_prefix, mapped)
+    if gap is None:
+        return
+    counts = write_reference_data(warehouse, pid, practice.name, practice.key_prefix, client)
+    context.log.info("%s: reference data refreshed before extraction (%s): %s", pid, gap, counts)
 
 
 def build_practice_raw_assets(practice: PracticeConfig) -> list[Any]:

@@ -37,7 +37,9 @@ def build_practice_staging_assets(practice: PracticeConfig, extra_deps: Sequence
     keys = {entity: practice_asset_key(practice, entity.staging_name) for entity in ENTITIES}
     specs = [
         AssetSpec(key, group_name=group, description=f"{practice.name}: {entity.staging_description}",
-                  deps=[*(practice_asset_key(practice, name) for name in entity.raw_names), *extra_deps])
+                  deps=[*(practice_asset_key(practice, name) for name in entity.raw_names),
+                        *(practice_asset_key(practice, name) for name in entity.reference_names),
+                        *extra_deps])
         for entity, key in keys.items()
     ]
 

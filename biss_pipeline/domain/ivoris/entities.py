@@ -76,6 +76,8 @@ class IvorisEntity:
     staging_description: str
     # a check of the mapping against the window's raw rows; raises ConfigError for a gap in the sheet
     check_config: Callable[[list[Row], MappingConfig, StagingInputs], None] | None = None
+    # reference data its staging reads (asset names: `appointment_types`), declared as dependencies
+    reference_names: tuple[str, ...] = ()
 
     @property
     def raw_names(self) -> tuple[str, ...]:
@@ -98,6 +100,20 @@ class IvorisEntity:
             return read
 
         return open_window_reader
+
+
+class ReferenceDataMissingError(RuntimeError):
+    """Appointments to stage, but no appointment types in the warehouse: every one would be
+    quarantined as "unknown appointment type" and the run would be green on nothing."""
+
+
+def _check_types(rows: list[Row], mapping: MappingConfig, inputs: StagingInputs) -> None:
+    if rows and not inputs.type_keys:
+        raise ReferenceDataMissingError(
+            f"{len(rows)} appointments to stage but the warehouse has no appointment types for prefix "
+            f"{inputs.key_prefix!r}: run refresh_reference_data (the practice pipeline does it itself "
+            "before extracting when the types are missing)")
+    check_types_mapped(mapping, {f"{inputs.key_prefix}{row['type_id']}" for row in rows} & inputs.type_keys)
 
 
 PATIENT_FIELDS = MappingProxyType({
@@ -138,8 +154,8 @@ APPOINTMENT = IvorisEntity(
     staging_description="appointments, typed and validated.",
     # A type Ivoris uses but the sheet lacks is a gap to fix in the mapping, not bad data: it fails
     # the run with the tab and type named.
-    check_config=lambda rows, mapping, inputs: check_types_mapped(
-        mapping, {f"{inputs.key_prefix}{row['type_id']}" for row in rows} & inputs.type_keys),
+    check_config=lambda rows, mapping, inputs: _check_types(rows, mapping, inputs),
+    reference_names=("appointment_types",),
 )
 
 DOCUMENT_ENTRY = IvorisEntity(

@@ -269,3 +269,19 @@ def write_reference_data(warehouse: Warehouse, practice_id: str, name: str, key_
     warehouse.replace_practice_rows(schema.appointment_types, practice_id, type_rows)
     return {"chairs": len(chair_rows), "chairs_without_id": len(chairs) - len(chair_rows),
             "appointment_types": len(type_rows), "types_without_id": len(types) - len(type_rows)}
+
+
+def reference_data_gap(warehouse: Warehouse, practice_id: str, key_prefix: str,
+                       mapped_type_ids: set[str]) -> str | None:
+    """Why the practice's reference data must be read again before its appointments are staged:
+    none at all, or older than the mapping (the mapping names a type the warehouse does not have,
+    so Ivoris gained it after the last refresh). None when it is current."""
+    table = schema.appointment_types
+    known = {row["type_key"] for row in warehouse.read_rows(
+        sa.select(table.c.type_key).where(table.c.practice_id == practice_id))}
+    if not known:
+        return "no appointment types in the warehouse"
+    newer = sorted(i for i in mapped_type_ids if f"{key_prefix}{i}" not in known)
+    if newer:
+        return f"the mapping has type ids the warehouse lacks ({', '.join(newer[:5])})"
+    return None
