@@ -161,7 +161,11 @@ def _raw_asset(practice: PracticeConfig, entity: IvorisEntity, source: RawSource
         context.log_event(AssetObservation(
             asset_key=context.asset_key,
             metadata={**_window_metadata(date_from, date_to, totals, client.stats.as_metadata()),
-                      "paging_anomalies": len(anomalies)}))
+                      "paging_anomalies": len(anomalies),
+                      **{f"repair_{name}": value for plan in extraction.repair_plans
+                         for name, value in (("candidates", plan.candidates), ("asked", len(plan.asked)),
+                                             ("changed", plan.changed), ("flagged", plan.flagged),
+                                             ("rotation", plan.rotation))}}))
         return MaterializeResult(metadata={"window": f"{date_from.isoformat()} .. {date_to.isoformat()}"})
 
     return raw

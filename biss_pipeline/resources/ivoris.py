@@ -53,6 +53,9 @@ class IvorisResource(ConfigurableResource):
                               description="Re-reads of a page short of its total before narrowing.")
     narrow_page_size: int = Field(default=_DEFAULTS.narrow_page_size,
                                   description="Page size of the narrowest re-read (paging lies).")
+    repair_period_days: int = Field(default=_DEFAULTS.repair_period_days,
+                                    description="The entry repair asks every patient once within this "
+                                    "many days (plus changed and flagged patients every run).")
 
     @property
     def settings(self) -> IvorisClientSettings:
@@ -64,7 +67,7 @@ class IvorisResource(ConfigurableResource):
             max_attempts=self.max_attempts, max_retry_seconds=self.max_retry_seconds,
             backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
             verify_tls=self.verify_tls, chunk_days=self.chunk_days, page_rereads=self.page_rereads,
-            narrow_page_size=self.narrow_page_size)
+            narrow_page_size=self.narrow_page_size, repair_period_days=self.repair_period_days)
 
     def client(self, **overrides: Any) -> IvorisClient:
         """A client with this resource's settings; keyword overrides for special callers (a probe)."""

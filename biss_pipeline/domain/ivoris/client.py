@@ -143,6 +143,8 @@ class IvorisClientSettings:
     # a time, then pages of `narrow_page_size`).
     page_rereads: int = 1
     narrow_page_size: int = 50
+    # the entry repair asks every patient once within this many days (a rotating slice per day)
+    repair_period_days: int = 7
 
 
 @dataclass

@@ -666,7 +666,7 @@ def _check_one_pipeline(stages: tuple[StageMapping, ...], rows: Mapping[Stage, _
 
 IVORIS_WHOLE_SETTINGS: Mapping[str, int] = {  # name → smallest value allowed
     "page_size": 1, "max_concurrency": 1, "max_attempts": 1, "chunk_days": 1, "narrow_page_size": 1,
-    "page_rereads": 0,
+    "page_rereads": 0, "repair_period_days": 1,
 }
 IVORIS_SECONDS_SETTINGS: tuple[str, ...] = ("timeout_s", "max_retry_seconds")
 IVORIS_ROUTE_NAMES: tuple[str, ...] = ("practices", "chairs", "appointment_types", "appointments", "patients",
