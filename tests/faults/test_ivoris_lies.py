@@ -68,7 +68,8 @@ def test_a_recoverable_lie_ends_as_the_reference(
     with instance_for_test() as instance:
         result = run_pipeline(fault_definitions(mapping_file), instance)
     told = ivoris.stats()["faults"]
-    assert told, "the emulator told no lie"
+    # paged lists are legitimate server behaviour, not a lie the emulator counts
+    assert told or "paged_lists_page_size" in knobs, "the emulator told no lie"
     assert table_rows(sqlite_url) == reference.tables
     assert_matches_reference(hubspot, sqlite_url, mapping_file, reference)
     [paging] = check_results(result, "ivoris_paging_consistent")
