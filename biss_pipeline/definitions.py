@@ -20,7 +20,7 @@ from biss_pipeline.assets.mapping import mapping_config
 from biss_pipeline.assets.migration_import import build_migration_import_assets
 from biss_pipeline.assets.staging import build_practice_staging_assets
 from biss_pipeline.checks.hubspot import build_hubspot_checks
-from biss_pipeline.checks.ivoris import build_document_entry_checks
+from biss_pipeline.checks.ivoris import build_document_entry_checks, build_extraction_checks
 from biss_pipeline.checks.quarantine import build_quarantine_checks
 from biss_pipeline.domain.ivoris.entities import ENTITIES
 from biss_pipeline.jobs.pipelines import build_practice_jobs, build_reference_job
@@ -60,6 +60,7 @@ def build_definitions(mapping_path: Path | None = None, windows: SyncWindows | N
         ],
         asset_checks=[
             *(check for p in practices for check in build_document_entry_checks(p)),
+            *(check for p in practices for check in build_extraction_checks(p)),
             *build_hubspot_checks(practice_ids),
             *build_quarantine_checks(practice_ids),
         ],

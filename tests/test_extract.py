@@ -83,3 +83,17 @@ def test_usable_ids() -> None:
     assert usable_id("") is None
     assert usable_id("x" * 41) is None
     assert usable_id("1;DROP") is None
+
+
+def test_ids_are_integers() -> None:
+    """SPEC §3: ids are integers; a numeric string, a float or a boolean is bad input, and so is a
+    reference to another record that is not an integer."""
+    records = [record("12"), record("bc"), record(Decimal("12.5")), record(True), record(6),
+               record(7, patientId="abc"), record(8, patientId="8"), record(9, patientId=None)]
+    result = APPOINTMENT.rows("mb", "MB_", records, MONDAY, FRIDAY)
+    assert [r["appointment_key"] for r in result.rows] == ["MB_6", "MB_9"]
+    reasons = sorted((q["record_key"], q["reason"]) for q in result.quarantined)
+    assert reasons == [
+        ("MB_7", "non-integer patientId"), ("MB_8", "non-integer patientId"),
+        *[(f"record-without-id-{n}", "non-integer id") for n in range(1, 5)],
+    ]

@@ -11,11 +11,14 @@ make the same backfill one run, and a practice's outage only fails that practice
 
 import datetime as dt
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
+    AssetObservation,
     AssetSpec,
     BackfillPolicy,
     Backoff,
@@ -33,6 +36,7 @@ from biss_pipeline.domain.ivoris.extraction import (
     ExtractionTotals,
     extract_window,
     record_extraction_run,
+    reference_data_gap,
     write_reference_data,
 )
 from biss_pipeline.domain.mapping.practices import PracticeConfig
@@ -45,6 +49,7 @@ from biss_pipeline.keys import (
     practice_partitions,
 )
 from biss_pipeline.resources.ivoris import IvorisResource
+from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.resources.warehouse import WarehouseResource
 
 # Single-run backfills are the reason for this layout (see the module docstring), so the
@@ -58,17 +63,30 @@ IVORIS_RETRY_POLICY = RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPON
 REFERENCE_NAMES = ("practice", "chairs", "appointment_types")
 
 
-def _result_metadata(date_from: dt.date, date_to: dt.date, totals: ExtractionTotals,
+def _window_metadata(date_from: dt.date, date_to: dt.date, totals: ExtractionTotals,
                      stats: dict[str, Any]) -> dict[str, Any]:
+    """The run's range totals: an observation of the asset, not any one day's row count."""
     return {
-        "dagster/row_count": totals.rows,
         "window": f"{date_from.isoformat()} .. {date_to.isoformat()}",
         "days": (date_to - date_from).days + 1,
+        "window_rows": totals.rows,
         "chunks": totals.chunks,
         "quarantined": totals.quarantined,
         "quarantine_reasons": MetadataValue.json(dict(totals.quarantine_reasons)),
         **stats,
     }
+
+
+def per_partition_metadata(context: AssetExecutionContext, date_from: dt.date, date_to: dt.date,
+                           rows: Counter[dt.date], quarantined: Counter[dt.date],
+                           asset_key: AssetKey | None = None) -> None:
+    """Each day's materialization carries that day's counts (a ranged run otherwise stamps the
+    window's total on every day, and per-day plots are wrong)."""
+    day = date_from
+    while day <= date_to:
+        context.add_asset_metadata({"dagster/row_count": rows[day], "quarantined": quarantined[day]},
+                                   asset_key=asset_key, partition_key=day.isoformat())
+        day += dt.timedelta(days=1)
 
 
 def _reference_asset(practice: PracticeConfig) -> Any:
@@ -101,16 +119,23 @@ def _reference_asset(practice: PracticeConfig) -> Any:
     return reference
 
 
+# The source before whose extraction the practice's reference data is made current (staging checks
+# the appointments against the types, so a pipeline run never stages against missing reference data).
+REFERENCE_GUARD_SOURCE = "raw_appointments"
+
+
 def _raw_asset(practice: PracticeConfig, entity: IvorisEntity, source: RawSource) -> Any:
     pid = practice.practice_id
     open_reader = entity.reader(source)
+    guard = source.name == REFERENCE_GUARD_SOURCE
+    resource_keys = {practice.resource_key, "warehouse", *(["mapping"] if guard else [])}
 
     @asset(
         key=practice_asset_key(practice, source.name),
         deps=[practice_asset_key(practice, name) for name in source.reads],
         description=f"{practice.name}: {source.description}",
         group_name=ivoris_group(practice),
-        required_resource_keys={practice.resource_key, "warehouse"},
+        required_resource_keys=resource_keys,
         kinds={"sql"},
         owners=OWNERS,
         partitions_def=practice_partitions(practice),
@@ -124,15 +149,40 @@ def _raw_asset(practice: PracticeConfig, entity: IvorisEntity, source: RawSource
         warehouse = warehouse_resource.get()
         date_from, date_to = partition_window(context)
         with ivoris.client() as client:
+            if guard:
+                _refresh_reference_if_needed(context, practice, warehouse, client)
             extraction = ExtractionContext(pid, practice.key_prefix, client, warehouse, date_from, date_to)
             totals = extract_window(extraction, source.table, source.quarantine_entity, open_reader,
                                     ivoris.chunk_days)
             record_extraction_run(warehouse, context.run.run_id, pid, context.asset_key.to_user_string(),
                                   date_from, date_to, totals.rows, client)
-        return MaterializeResult(metadata=_result_metadata(date_from, date_to, totals,
-                                                           client.stats.as_metadata()))
+            anomalies = [a for a in client.anomalies if not a.resolved]
+        per_partition_metadata(context, date_from, date_to, totals.rows_by_day, totals.quarantined_by_day)
+        context.log_event(AssetObservation(
+            asset_key=context.asset_key,
+            metadata={**_window_metadata(date_from, date_to, totals, client.stats.as_metadata()),
+                      "paging_anomalies": len(anomalies),
+                      **{f"repair_{name}": value for plan in extraction.repair_plans
+                         for name, value in (("candidates", plan.candidates), ("asked", len(plan.asked)),
+                                             ("changed", plan.changed), ("flagged", plan.flagged),
+                                             ("rotation", plan.rotation))}}))
+        return MaterializeResult(metadata={"window": f"{date_from.isoformat()} .. {date_to.isoformat()}"})
 
     return raw
+
+
+def _refresh_reference_if_needed(context: AssetExecutionContext, practice: PracticeConfig,
+                                 warehouse: Any, client: Any) -> None:
+    """The practice pipeline does not depend on someone having run `refresh_reference_data` first."""
+    mapping: MappingResource = context.resources.mapping
+    pid = practice.practice_id
+    config = mapping.load()
+    mapped = {str(t.type_id) for t in config.appointment_types if t.practice_id == pid}
+    gap = reference_data_gap(warehouse, pid, practice.key_prefix, mapped)
+    if gap is None:
+        return
+    counts = write_reference_data(warehouse, pid, practice.name, practice.key_prefix, client)
+    context.log.info("%s: reference data refreshed before extraction (%s): %s", pid, gap, counts)
 
 
 def build_practice_raw_assets(practice: PracticeConfig) -> list[Any]:

@@ -7,11 +7,14 @@ same window. Partitioned like the raw assets, single-run backfills, and idempote
 
 # No `from __future__ import annotations`: Dagster reads the resource parameters' annotations.
 
+import datetime as dt
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AssetObservation,
     AssetSpec,
     BackfillPolicy,
     MaterializeResult,
@@ -34,7 +37,9 @@ def build_practice_staging_assets(practice: PracticeConfig, extra_deps: Sequence
     keys = {entity: practice_asset_key(practice, entity.staging_name) for entity in ENTITIES}
     specs = [
         AssetSpec(key, group_name=group, description=f"{practice.name}: {entity.staging_description}",
-                  deps=[*(practice_asset_key(practice, name) for name in entity.raw_names), *extra_deps])
+                  deps=[*(practice_asset_key(practice, name) for name in entity.raw_names),
+                        *(practice_asset_key(practice, name) for name in entity.reference_names),
+                        *extra_deps])
         for entity, key in keys.items()
     ]
 
@@ -54,15 +59,21 @@ def build_practice_staging_assets(practice: PracticeConfig, extra_deps: Sequence
                 mapping: MappingResource) -> Iterator[MaterializeResult]:
         selected = [entity for entity, key in keys.items() if key in context.selected_asset_keys]
         date_from, date_to = partition_window(context)
-        counts = stage_window(warehouse.get(), mapping.load(), practice, selected, date_from, date_to)
+        by_day: dict = {}
+        counts = stage_window(warehouse.get(), mapping.load(), practice, selected, date_from, date_to,
+                              by_day=by_day)
         window = f"{date_from.isoformat()} .. {date_to.isoformat()}"
         for entity, count in counts.items():
             reasons = {k: v for k, v in count.items() if k != "rows"}
-            yield MaterializeResult(asset_key=keys[entity], metadata={
-                "dagster/row_count": count["rows"],
-                "window": window,
-                "quarantined": sum(reasons.values()),
-                "quarantine_reasons": MetadataValue.json(dict(sorted(reasons.items()))),
-            })
+            # each day's materialization carries that day's rows; the window's totals are an observation
+            day = date_from
+            while day <= date_to:
+                context.add_asset_metadata({"dagster/row_count": by_day.get(entity, Counter())[day]},
+                                           asset_key=keys[entity], partition_key=day.isoformat())
+                day += dt.timedelta(days=1)
+            context.log_event(AssetObservation(asset_key=keys[entity], metadata={
+                "window": window, "window_rows": count["rows"], "quarantined": sum(reasons.values()),
+                "quarantine_reasons": MetadataValue.json(dict(sorted(reasons.items())))}))
+            yield MaterializeResult(asset_key=keys[entity], metadata={"window": window})
 
     return [staging]

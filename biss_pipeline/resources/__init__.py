@@ -8,7 +8,7 @@ mapping names. Secrets are `EnvVar`s, resolved by Dagster when a run starts, nev
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,11 @@ def hubspot_resource() -> HubSpotResource:
     return HubSpotResource.from_env(tier=os.environ.get("BISS_HUBSPOT_TIER", "professional"), **overrides)
 
 
-def ivoris_resource(practice: PracticeConfig) -> IvorisResource:
+def ivoris_resource(practice: PracticeConfig, overrides: Mapping[str, Any] | None = None) -> IvorisResource:
+    """`overrides`: the mapping's `ivoris_client` rows of the practice (SPEC §4 rev. 2), resource field
+    → value; the parser has validated them."""
     return IvorisResource(practice_id=practice.practice_id, base_url=practice.ivoris_base_url,
-                          api_key=EnvVar(practice.api_key_env))
+                          api_key=EnvVar(practice.api_key_env), **dict(overrides or {}))
 
 
 ENVIRONMENT_ENV = "BISS_ENVIRONMENT"
@@ -65,9 +67,10 @@ def check_production_settings() -> None:
 
 def resources_for(practices: Sequence[PracticeConfig], mapping: MappingResource) -> dict[str, Any]:
     check_production_settings()
+    client_settings = mapping.load().ivoris_client
     return {
         "warehouse": warehouse_resource(),
         "mapping": mapping,
         "hubspot": hubspot_resource(),
-        **{p.resource_key: ivoris_resource(p) for p in practices},
+        **{p.resource_key: ivoris_resource(p, client_settings.get(p.practice_id)) for p in practices},
     }

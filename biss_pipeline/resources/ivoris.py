@@ -49,6 +49,13 @@ class IvorisResource(ConfigurableResource):
     verify_tls: bool = _DEFAULTS.verify_tls
     chunk_days: int = Field(default=_DEFAULTS.chunk_days,
                             description="Days fetched and written per step of a ranged run.")
+    page_rereads: int = Field(default=_DEFAULTS.page_rereads,
+                              description="Re-reads of a page short of its total before narrowing.")
+    narrow_page_size: int = Field(default=_DEFAULTS.narrow_page_size,
+                                  description="Page size of the narrowest re-read (paging lies).")
+    repair_period_days: int = Field(default=_DEFAULTS.repair_period_days,
+                                    description="The entry repair asks every patient once within this "
+                                    "many days (plus changed and flagged patients every run).")
 
     @property
     def settings(self) -> IvorisClientSettings:
@@ -59,7 +66,8 @@ class IvorisResource(ConfigurableResource):
             page_size=self.page_size, max_concurrency=self.max_concurrency, timeout_s=self.timeout_s,
             max_attempts=self.max_attempts, max_retry_seconds=self.max_retry_seconds,
             backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
-            verify_tls=self.verify_tls, chunk_days=self.chunk_days)
+            verify_tls=self.verify_tls, chunk_days=self.chunk_days, page_rereads=self.page_rereads,
+            narrow_page_size=self.narrow_page_size, repair_period_days=self.repair_period_days)
 
     def client(self, **overrides: Any) -> IvorisClient:
         """A client with this resource's settings; keyword overrides for special callers (a probe)."""

@@ -63,6 +63,27 @@ class _RetryableStatus(Exception):
         self.status = status
 
 
+class _Garbled(Exception):
+    """HTTP 2xx whose body is not JSON (an HTML error page from a gateway, a cut-off answer): in
+    practice transient, so it is retried like a 5xx, within the same budget."""
+
+    def __init__(self, content_type: str, status: int) -> None:
+        super().__init__(f"answer is not JSON (HTTP {status}, {content_type})")
+        self.content_type = content_type
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PagingAnomaly:
+    """A paged answer that did not add up (SPEC §3 rev. 2): what was asked, what was wrong, and
+    whether re-reading and narrowing made it consistent. Counts only, never content."""
+
+    route: str
+    window: str  # the request's window ("2026-04-01 .. 2026-04-07", "patient 123", "100 ids", ...)
+    problem: str
+    resolved: bool
+
+
 Settings = TypeVar("Settings", "IvorisRoutes", "IvorisParams", "IvorisClientSettings")
 
 
@@ -118,6 +139,12 @@ class IvorisClientSettings:
     backoff_max_s: float = 8.0
     verify_tls: bool = True
     chunk_days: int = 7
+    # Paging lies: a short page is re-read this often before the request is narrowed (one day at
+    # a time, then pages of `narrow_page_size`).
+    page_rereads: int = 1
+    narrow_page_size: int = 50
+    # the entry repair asks every patient once within this many days (a rotating slice per day)
+    repair_period_days: int = 7
 
 
 @dataclass
@@ -129,6 +156,9 @@ class RequestStats:
     pages: int = 0
     records: int = 0
     duplicates_dropped: int = 0
+    garbled: int = 0
+    rereads: int = 0
+    narrowed: int = 0
     status_counts: Counter[str] = field(default_factory=Counter)
     seconds_waiting: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -151,6 +181,9 @@ class RequestStats:
                 "ivoris_pages": self.pages,
                 "ivoris_records": self.records,
                 "ivoris_duplicates_dropped": self.duplicates_dropped,
+                "ivoris_garbled_answers": self.garbled,
+                "ivoris_page_rereads": self.rereads,
+                "ivoris_narrowed_requests": self.narrowed,
                 "ivoris_status_counts": dict(sorted(self.status_counts.items())),
                 "ivoris_seconds_in_backoff": round(self.seconds_waiting, 2),
             }
@@ -201,6 +234,8 @@ class IvorisClient:
         self.page_size = settings.page_size
         self.max_concurrency = max(1, settings.max_concurrency)
         self.stats = RequestStats()
+        self._anomalies: list[PagingAnomaly] = []
+        self._anomaly_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._max_attempts = settings.max_attempts
         self._max_retry_seconds = settings.max_retry_seconds
@@ -224,17 +259,30 @@ class IvorisClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def anomalies(self) -> list[PagingAnomaly]:
+        """Paged answers that did not add up, in the order met (resolved ones included)."""
+        with self._anomaly_lock:
+            return list(self._anomalies)
+
+    def _note_anomaly(self, anomaly: PagingAnomaly) -> None:
+        with self._anomaly_lock:
+            self._anomalies.append(anomaly)
+        log.warning("ivoris %s %s %s: %s (%s)", self.site, anomaly.route, anomaly.window, anomaly.problem,
+                    "resolved by narrowing" if anomaly.resolved else "kept what was served")
+
     # -- transport -------------------------------------------------------------------------
 
     def _is_retryable(self, exc: BaseException) -> bool:
-        return isinstance(exc, _RetryableStatus | httpx.TimeoutException | httpx.TransportError)
+        return isinstance(exc, _RetryableStatus | _Garbled | httpx.TimeoutException | httpx.TransportError)
 
     def _before_sleep(self, route: str) -> Callable[[RetryCallState], None]:
         def note_retry(state: RetryCallState) -> None:
             wait = state.next_action.sleep if state.next_action else 0.0
             self.stats.add(retries=1, seconds_waiting=wait)
             exc = state.outcome.exception() if state.outcome else None
-            reason = f"HTTP {exc.status}" if isinstance(exc, _RetryableStatus) else type(exc).__name__
+            reason = (f"HTTP {exc.status}" if isinstance(exc, _RetryableStatus)
+                      else str(exc) if isinstance(exc, _Garbled) else type(exc).__name__)
             log.warning("ivoris %s %s: %s, retry %d in %.1fs", self.site, route, reason,
                         state.attempt_number, wait)
         return note_retry
@@ -265,10 +313,13 @@ class IvorisClient:
             reraise=True,
         )
         try:
-            response = retrying(self._request_once, path, query)
+            response, body = retrying(self._request_once, path, query)
         except _RetryableStatus as exc:
             raise IvorisUnavailableError(
                 f"{where}: still HTTP {exc.status} after {self._max_attempts} attempts") from None
+        except _Garbled as exc:
+            raise IvorisResponseError(
+                f"{where}: {exc} on every one of {self._max_attempts} attempts") from None
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise IvorisUnavailableError(
                 f"{where}: unreachable ({type(exc).__name__}) after retrying") from None
@@ -280,16 +331,9 @@ class IvorisClient:
             raise IvorisNotFoundError(f"{where}: HTTP 404")
         if response.status_code >= 400:
             raise IvorisResponseError(f"{where}: HTTP {response.status_code}")
-        try:
-            # Amounts must stay exact: parse JSON numbers with a fraction as Decimal, never float.
-            return json.loads(response.content, parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError):
-            raise IvorisResponseError(
-                f"{where}: answer is not JSON "
-                f"(HTTP {response.status_code}, {response.headers.get('content-type', 'no content type')})"
-            ) from None
+        return body
 
-    def _request_once(self, path: str, query: dict[str, Any] | None) -> httpx.Response:
+    def _request_once(self, path: str, query: dict[str, Any] | None) -> tuple[httpx.Response, Any]:
         with self._slots:
             try:
                 response = self._http.get(path, params=query)
@@ -305,13 +349,22 @@ class IvorisClient:
         self.stats.count_response(str(response.status_code))
         if response.status_code in RETRYABLE_STATUS:
             raise _RetryableStatus(response.status_code)
-        return response
+        if response.status_code >= 400:
+            return response, None
+        try:
+            # Amounts must stay exact: parse JSON numbers with a fraction as Decimal, never float.
+            return response, json.loads(response.content, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError):
+            self.stats.add(garbled=1)
+            raise _Garbled(response.headers.get("content-type", "no content type"),
+                           response.status_code) from None
 
     # -- paging ----------------------------------------------------------------------------
 
-    def _page(self, route: str, path: str, query: dict[str, Any], page: int) -> dict[str, Any]:
+    def _page(self, route: str, path: str, query: dict[str, Any], page: int,
+              page_size: int) -> dict[str, Any]:
         """One page, checked against the contract `{items, page, pageSize, total}`."""
-        request = {**query, self.params.page: page, self.params.page_size: self.page_size}
+        request = {**query, self.params.page: page, self.params.page_size: page_size}
         body = self._get_json(route, path, request)
         where = self._where(route, request)
         if isinstance(body, dict) and "error" in body and "items" not in body:
@@ -324,54 +377,159 @@ class IvorisClient:
         echoed = body.get("page", page)
         if echoed != page:
             raise IvorisResponseError(f"{where}: the server answered page {echoed!r} instead")
-        if not body["items"] and total > (page - 1) * self.page_size:
-            # An empty page whose own total says it should hold records: a broken or runaway total
-            # (following it would never end); a shrinking result set reports the smaller total.
-            raise IvorisResponseError(f"{where}: page is empty but reports total {total}")
         # A record that is not an object cannot be keyed: an empty record goes on to quarantine.
         body["items"] = [item if isinstance(item, dict) else {} for item in body["items"]]
         self.stats.add(pages=1)
         return body
 
-    def _paged(self, route: str, path: str, query: dict[str, Any]) -> list[Record]:
-        """All pages of an offset-paged route, deduplicated by id (newest `modifiedAt` wins).
+    @staticmethod
+    def _expected(body: dict[str, Any], page: int, page_size: int) -> int:
+        """How many records the page's own `total` says it holds (offset paging)."""
+        return min(page_size, max(0, body["total"] - (page - 1) * page_size))
 
-        Pages after the first are fetched concurrently (bounded). If the total grows while we
-        page (records inserted), the extra pages are fetched too, so a shift cannot drop records.
-        """
-        first = self._page(route, path, query, 1)
-        items: list[Record] = list(first["items"])
-        total = first["total"]
-        fetched_pages = 1
-        # identical id sequences on two pages: the server ignores the page parameter
-        sequences = {tuple(str(item.get("id")) for item in first["items"]): 1}
-        while True:
-            last_page = max(1, -(-total // self.page_size))
-            if last_page > MAX_PAGES:
-                raise IvorisResponseError(
-                    f"{self._where(route, query)}: reports total {total}, more than {MAX_PAGES} pages "
-                    f"of {self.page_size}; refusing to page")
-            wanted = list(range(fetched_pages + 1, last_page + 1))
-            if not wanted:
+    def _whole_page(self, route: str, path: str, query: dict[str, Any], page: int, page_size: int,
+                    body: dict[str, Any]) -> tuple[dict[str, Any], list[Record]]:
+        """The page, re-read while it is short of its own total (a transient lie is gone on the next
+        read). Returns the fullest answer and every record the re-reads served (all real records)."""
+        served = list(body["items"])
+        for _ in range(max(0, self.settings.page_rereads)):
+            if len(body["items"]) >= self._expected(body, page, page_size):
                 break
-            with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-                bodies = list(pool.map(lambda n: self._page(route, path, query, n), wanted))
-            for number, body in zip(wanted, bodies, strict=True):
+            self.stats.add(rereads=1)
+            again = self._page(route, path, query, page, page_size)
+            served.extend(again["items"])
+            if len(again["items"]) >= len(body["items"]):
+                body = again
+        return body, served
+
+    def _read_pages(self, route: str, path: str, query: dict[str, Any],
+                    page_size: int) -> tuple[list[Record], list[str]]:
+        """Every page of one request, and what did not add up (empty: consistent).
+
+        Pages after the first are fetched concurrently (bounded). A growing total adds pages, a
+        shrinking one is not trusted: reading ends at the first page that stays empty (offset paging
+        has nothing after it), so a phantom or runaway total costs one empty page, not thousands.
+        """
+        items: list[Record] = []
+        problems: list[str] = []
+        totals: set[int] = set()
+        sequences: dict[tuple[str, ...], int] = {}
+        page, last = 1, 1
+        while page <= last:
+            wanted = list(range(page, min(last, page + self.max_concurrency - 1) + 1))
+            if wanted[-1] > MAX_PAGES:
+                raise IvorisResponseError(
+                    f"{self._where(route, query)}: more than {MAX_PAGES} pages of {page_size} hold "
+                    "records; refusing to page")
+            if len(wanted) == 1:
+                bodies = [self._page(route, path, query, wanted[0], page_size)]
+            else:
+                with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+                    bodies = list(pool.map(lambda n: self._page(route, path, query, n, page_size), wanted))
+            ended = False
+            for number, first_answer in zip(wanted, bodies, strict=True):
+                body, served = self._whole_page(route, path, query, number, page_size, first_answer)
                 sequence = tuple(str(item.get("id")) for item in body["items"])
                 if sequence and sequences.setdefault(sequence, number) != number:
                     raise IvorisResponseError(
                         f"{self._where(route, {**query, self.params.page: number})}: repeats page "
                         f"{sequences[sequence]} exactly; the server ignores paging")
-                items.extend(body["items"])
-                total = max(total, body["total"])
-            fetched_pages = last_page
+                items.extend(served)
+                totals.add(body["total"])
+                expected = self._expected(body, number, page_size)
+                if len(body["items"]) < expected:
+                    problems.append(f"page {number} served {len(body['items'])} of the {expected} records "
+                                    f"its total {body['total']} implies")
+                if not body["items"]:
+                    ended = True
+                    break
+                last = max(last, -(-body["total"] // page_size))
+            if ended:
+                break
+            page = wanted[-1] + 1
+        if len(totals) > 1:
+            problems.append(f"total changed between pages ({min(totals)} .. {max(totals)})")
+        return items, problems
+
+    def _label(self, query: dict[str, Any]) -> str:
+        """The request's window for an anomaly row (no site: the row has the practice)."""
+        p = self.params
+        if p.date_from in query or p.date_to in query:
+            return f"{query.get(p.date_from)} .. {query.get(p.date_to)}"
+        if p.modified_since in query:
+            return f"modified since {query[p.modified_since]}"
+        if p.ids in query:
+            return f"{len(str(query[p.ids]).split(','))} ids"
+        return "all"
+
+    def _day_queries(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        p = self.params
+        try:
+            first = dt.date.fromisoformat(str(query[p.date_from]))
+            last = dt.date.fromisoformat(str(query[p.date_to]))
+        except (KeyError, ValueError):
+            return [query]
+        days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+        return [{**query, p.date_from: day.isoformat(), p.date_to: day.isoformat()} for day in days]
+
+    def _paged(self, route: str, path: str, query: dict[str, Any], label: str | None = None,
+               ) -> list[Record]:
+        """All pages of an offset-paged route, deduplicated by id (newest `modifiedAt` wins).
+
+        When the pages do not add up (SPEC §3 rev. 2: a page short of `total`, a `total` that
+        changes), the request is narrowed, one day at a time and then in pages of
+        `narrow_page_size`, and read again. Every record any read served is kept (the lies drop
+        records, they never invent them); what still does not add up is a `PagingAnomaly`.
+        """
+        items, problems = self._read_pages(route, path, query, self.page_size)
+        if problems:
+            items.extend(self._narrowed(route, path, query, label, problems))
         unique, dropped = newest_by_id(item for item in items if isinstance(item, dict))
         self.stats.add(records=len(unique), duplicates_dropped=dropped)
         return unique
 
-    def _list(self, route: str, path: str, query: dict[str, Any] | None = None) -> list[Record]:
+    def _narrowed(self, route: str, path: str, query: dict[str, Any], label: str | None,
+                  problems: list[str]) -> list[Record]:
+        levels: list[tuple[bool, int]] = []  # (split into days, page size)
+        if len(self._day_queries(query)) > 1:
+            levels.append((True, self.page_size))
+        small = max(1, min(self.page_size, self.settings.narrow_page_size))
+        if small < self.page_size:
+            levels.append((False, small))
+        pending = [(query, problems)]
+        items: list[Record] = []
+        for split, page_size in levels:
+            requests = [q for q, _ in pending for q in (self._day_queries(q) if split else [q])]
+            self.stats.add(narrowed=len(requests))
+            with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+                reads = list(pool.map(self._read_pages, [route] * len(requests), [path] * len(requests),
+                                      requests, [page_size] * len(requests)))
+            pending = []
+            for request, (served, still) in zip(requests, reads, strict=True):
+                items.extend(served)
+                if still:
+                    pending.append((request, still))
+            if not pending:
+                break
+        if not pending:
+            self._note_anomaly(PagingAnomaly(route, label or self._label(query), "; ".join(problems),
+                                             resolved=True))
+        for request, still in pending:
+            window = label or self._label(request)
+            self._note_anomaly(PagingAnomaly(route, window, "; ".join(still), resolved=False))
+        return items
+
+    def _list(self, route: str, path: str, query: dict[str, Any] | None = None,
+              label: str | None = None) -> list[Record]:
+        """A route the contract answers with a plain list; a server that pages it (an envelope with
+        `total`) is followed page by page like the paged routes."""
         body = self._get_json(route, path, query)
         if isinstance(body, dict) and isinstance(body.get("items"), list):
+            total = body.get("total")
+            whole = (isinstance(total, int) and not isinstance(total, bool)
+                     and len(body["items"]) >= total and body.get("page", 1) == 1)
+            if "total" in body and not whole:
+                return self._paged(route, path, dict(query or {}), label)
             body = body["items"]
         if not isinstance(body, list):
             raise IvorisResponseError(f"{self._where(route, query)}: expected a list")
@@ -405,7 +563,7 @@ class IvorisClient:
     def patient_document_entries(self, patient_id: int | str) -> list[Record]:
         path = self.routes.patient_document_entries.format(patient_id=patient_id)
         try:
-            answer = self._list("patient-document-entries", path)
+            answer = self._list("patient-document-entries", path, label=f"patient {patient_id}")
         except IvorisNotFoundError:
             # The contract's answer for a patient the site does not know (e.g. an appointment that
             # references a stranger; staging quarantines it as "unknown patient"): no entries.

@@ -43,8 +43,10 @@ class StagingInputs:
 
     key_prefix: str
     window_end: dt.date
-    patient_keys: frozenset[str]  # the patients staged for the same window
+    patient_keys: frozenset[str]  # patients with a good staged version (this window or earlier)
     type_keys: frozenset[str]  # the practice's Ivoris appointment types
+    # patients Ivoris delivered whose versions are all quarantined: their records are held back
+    held_patient_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class IvorisEntity:
     staging_description: str
     # a check of the mapping against the window's raw rows; raises ConfigError for a gap in the sheet
     check_config: Callable[[list[Row], MappingConfig, StagingInputs], None] | None = None
+    # reference data its staging reads (asset names: `appointment_types`), declared as dependencies
+    reference_names: tuple[str, ...] = ()
 
     @property
     def raw_names(self) -> tuple[str, ...]:
@@ -96,6 +100,20 @@ class IvorisEntity:
             return read
 
         return open_window_reader
+
+
+class ReferenceDataMissingError(RuntimeError):
+    """Appointments to stage, but no appointment types in the warehouse: every one would be
+    quarantined as "unknown appointment type" and the run would be green on nothing."""
+
+
+def _check_types(rows: list[Row], mapping: MappingConfig, inputs: StagingInputs) -> None:
+    if rows and not inputs.type_keys:
+        raise ReferenceDataMissingError(
+            f"{len(rows)} appointments to stage but the warehouse has no appointment types for prefix "
+            f"{inputs.key_prefix!r}: run refresh_reference_data (the practice pipeline does it itself "
+            "before extracting when the types are missing)")
+    check_types_mapped(mapping, {f"{inputs.key_prefix}{row['type_id']}" for row in rows} & inputs.type_keys)
 
 
 PATIENT_FIELDS = MappingProxyType({
@@ -131,12 +149,13 @@ APPOINTMENT = IvorisEntity(
                        "appointments as Ivoris returns them, by appointment day."),),
     staging_name="stg_appointments", staging_table=schema.stg_appointments,
     stage=lambda rows, inputs: stage_appointments(rows, inputs.key_prefix, set(inputs.patient_keys),
-                                                  set(inputs.type_keys)),
+                                                  set(inputs.type_keys),
+                                                  held_patient_keys=inputs.held_patient_keys),
     staging_description="appointments, typed and validated.",
     # A type Ivoris uses but the sheet lacks is a gap to fix in the mapping, not bad data: it fails
     # the run with the tab and type named.
-    check_config=lambda rows, mapping, inputs: check_types_mapped(
-        mapping, {f"{inputs.key_prefix}{row['type_id']}" for row in rows} & inputs.type_keys),
+    check_config=lambda rows, mapping, inputs: _check_types(rows, mapping, inputs),
+    reference_names=("appointment_types",),
 )
 
 DOCUMENT_ENTRY = IvorisEntity(
@@ -157,7 +176,8 @@ DOCUMENT_ENTRY = IvorisEntity(
                   open_reader=lambda context: read_repaired_document_entries(context, _entries())),
     ),
     staging_name="stg_document_entries", staging_table=schema.stg_document_entries,
-    stage=lambda rows, inputs: stage_document_entries(rows, inputs.key_prefix),
+    stage=lambda rows, inputs: stage_document_entries(
+        rows, inputs.key_prefix, held_patient_keys=inputs.held_patient_keys - inputs.patient_keys),
     staging_description="billing lines with exact amounts in cents.",
 )
 

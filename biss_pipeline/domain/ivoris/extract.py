@@ -54,6 +54,45 @@ def usable_id(value: Any) -> str | None:
     return None
 
 
+def integer_id(value: Any) -> str | None:
+    """An id as Ivoris' contract has it (SPEC §3: ids are integers): a JSON integer >= 0, as text.
+    A numeric string, a float or a boolean is bad input, even where it looks like a number."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return str(value)
+
+
+def integer_text(value: Any) -> str | None:
+    """An id read back from a raw text column: digits only (raw rows hold integer ids as text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return integer_id(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return str(int(value.strip()))
+    return None
+
+
+# Contract fields that reference another record: integers or null, anything else is bad input.
+REFERENCE_FIELDS = frozenset({"patientId", "appointmentId", "chairId", "typeId"})
+NON_INTEGER_ID = "non-integer id"
+
+
+def bad_reference(record: Mapping[str, Any], fields: Iterable[str]) -> str | None:
+    """The quarantine reason for a reference field that is neither null nor an integer."""
+    for name in fields:
+        value = record.get(name)
+        if name in REFERENCE_FIELDS and value is not None and integer_id(value) is None \
+                and not isinstance(value, dict | list):
+            return f"non-integer {name}"
+    return None
+
+
+def _id_problem(value: Any) -> str:
+    """Why a record's id cannot key it: absent or a structure, or present but not an integer."""
+    if isinstance(value, str | float | bool | Decimal):
+        return NON_INTEGER_ID
+    return "missing or invalid id"
+
+
 def day_of(value: Any) -> dt.date | None:
     """The calendar day of an ISO date or local date-time string, or None if it has none."""
     if not isinstance(value, str) or len(value) < 10:
@@ -88,7 +127,7 @@ def conflicting_ids(records: list[dict[str, Any]]) -> set[str]:
     ties, having dropped older copies): no copy can be chosen, so the id is quarantined."""
     copies: dict[str, set[str]] = {}
     for record in records:
-        ivoris_id = usable_id(record.get("id"))
+        ivoris_id = integer_id(record.get("id"))
         if ivoris_id is not None:
             copies.setdefault(ivoris_id, set()).add(_fingerprint(record))
     return {ivoris_id for ivoris_id, versions in copies.items() if len(versions) > 1}
@@ -106,6 +145,7 @@ def _quarantine(practice_id: str, partition_date: dt.date, entity: str, record_k
 def _place(
     practice_id: str, key_prefix: str, entity: str, records: Iterable[dict[str, Any]],
     date_field: str, date_from: dt.date, date_to: dt.date, result: ExtractedRows,
+    reference_fields: Iterable[str] = (),
 ) -> Iterable[tuple[dict[str, Any], str, dt.date]]:
     """Yield (record, ivoris id, partition day) for records that can be keyed and placed."""
     unkeyed = 0
@@ -113,13 +153,18 @@ def _place(
     records = list(records)
     conflicts = conflicting_ids(records)
     for record in records:
-        ivoris_id = usable_id(record.get("id"))
+        ivoris_id = integer_id(record.get("id"))
         if ivoris_id is None:
             unkeyed += 1
             result.quarantined.append(_quarantine(
-                practice_id, date_from, entity, f"record-without-id-{unkeyed}", "missing or invalid id"))
+                practice_id, date_from, entity, f"record-without-id-{unkeyed}",
+                _id_problem(record.get("id"))))
             continue
         key = f"{key_prefix}{ivoris_id}"
+        reference = bad_reference(record, reference_fields)
+        if reference is not None:
+            result.quarantined.append(_quarantine(practice_id, date_from, entity, key, reference))
+            continue
         if ivoris_id in conflicts:
             if key not in seen:
                 seen.add(key)
@@ -153,7 +198,7 @@ def window_rows(practice_id: str, key_prefix: str, entity: str, key_column: str,
     each column (`fields`: column → contract field) as the text Ivoris sent."""
     result = ExtractedRows()
     for record, key, day in _place(practice_id, key_prefix, entity, records, date_field,
-                                   date_from, date_to, result):
+                                   date_from, date_to, result, tuple(fields.values())):
         result.rows.append({
             "practice_id": practice_id, "partition_date": day, key_column: key,
             "ivoris_id": key.removeprefix(key_prefix),
@@ -173,11 +218,11 @@ def patient_rows(practice_id: str, key_prefix: str, fields: Mapping[str, str],
     conflicts = conflicting_ids(records)
     reported: set[tuple[str, str]] = set()
     for record in records:
-        ivoris_id = usable_id(record.get("id"))
+        ivoris_id = integer_id(record.get("id"))
         if ivoris_id is None:
             result.quarantined.append(_quarantine(
                 practice_id, date_from, "patient", f"record-without-id-{len(result.quarantined) + 1}",
-                "missing or invalid id"))
+                _id_problem(record.get("id"))))
             continue
         key = f"{key_prefix}{ivoris_id}"
         problem = CONFLICT_REASON if ivoris_id in conflicts else unstorable_text(record)

@@ -20,8 +20,20 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from biss_pipeline.domain.calendar import local_midnight
-from biss_pipeline.domain.ivoris.client import IvorisClient, IvorisError, Record, iter_date_chunks
-from biss_pipeline.domain.ivoris.extract import ExtractedRows, day_of, modification_day, usable_id
+from biss_pipeline.domain.ivoris.client import (
+    IvorisClient,
+    IvorisError,
+    PagingAnomaly,
+    Record,
+    iter_date_chunks,
+)
+from biss_pipeline.domain.ivoris.extract import (
+    ExtractedRows,
+    day_of,
+    integer_id,
+    modification_day,
+    usable_id,
+)
 from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.domain.warehouse.store import Warehouse
 
@@ -36,7 +48,7 @@ class EntityRows(Protocol):
              date_to: dt.date) -> ExtractedRows: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class ExtractionContext:
     """What a source's reader may use for one run window."""
 
@@ -46,6 +58,8 @@ class ExtractionContext:
     warehouse: Warehouse
     date_from: dt.date
     date_to: dt.date
+    # what the entry repair decided to ask (filled by its reader, reported by the asset)
+    repair_plans: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -54,12 +68,17 @@ class ExtractionTotals:
     quarantined: int = 0
     chunks: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    # per partition day: each day's materialization carries its own counts, not the window's
+    rows_by_day: Counter[dt.date] = field(default_factory=Counter)
+    quarantined_by_day: Counter[dt.date] = field(default_factory=Counter)
 
     def add(self, extracted: ExtractedRows) -> None:
         self.rows += len(extracted.rows)
         self.quarantined += len(extracted.quarantined)
         self.chunks += 1
         self.quarantine_reasons.update(row["reason"] for row in extracted.quarantined)
+        self.rows_by_day.update(row["partition_date"] for row in extracted.rows)
+        self.quarantined_by_day.update(row["partition_date"] for row in extracted.quarantined)
 
 
 def _write_chunk(warehouse: Warehouse, table: sa.Table, entity: str, practice_id: str,
@@ -83,6 +102,20 @@ def record_extraction_run(warehouse: Warehouse, run_id: str, practice_id: str, a
             rows_written=rows, requests=stats["ivoris_requests"], retries=stats["ivoris_retries"],
             status_counts=json.dumps(stats["ivoris_status_counts"], sort_keys=True),
             finished_at=dt.datetime.now(dt.UTC)))
+    record_anomalies(warehouse, run_id, practice_id, asset, client.anomalies)
+
+
+def record_anomalies(warehouse: Warehouse, run_id: str, practice_id: str, asset: str,
+                     anomalies: list[PagingAnomaly]) -> None:
+    """The client's paging anomalies of this run, one row each (the check reads them)."""
+    if not anomalies:
+        return
+    now = dt.datetime.now(dt.UTC)
+    with warehouse.transaction() as connection:
+        connection.execute(schema.ivoris_anomalies.insert(), [
+            {"run_id": run_id, "practice_id": practice_id, "asset": asset, "route": a.route[:128],
+             "request_window": a.window[:128], "problem": a.problem, "resolved": a.resolved,
+             "recorded_at": now} for a in anomalies])
 
 
 def in_partitions(exc: IvorisError, first: dt.date, last: dt.date, run_start: dt.date | None,
@@ -131,42 +164,144 @@ def read_patients(context: ExtractionContext, to_rows: PatientRows) -> ChunkRead
     since = local_midnight(context.date_from)  # partitions are local days
     modified: dict[str, Record] = {}
     copies: dict[str, list[Record]] = {}  # >1 only for conflicting copies
+    unkeyed: list[tuple[dt.date, Record]] = []  # non-integer ids: to quarantine, never to drop
     for record in client.patients_modified_since(since):
-        ivoris_id, day = usable_id(record.get("id")), modification_day(record)
+        ivoris_id, day = integer_id(record.get("id")), modification_day(record)
         if ivoris_id is not None and day is not None and day <= context.date_to:
             modified[ivoris_id] = record
             copies.setdefault(ivoris_id, []).append(record)
+        elif ivoris_id is None:
+            unkeyed.append((day or context.date_from, record))
 
     def read(first: dt.date, last: dt.date) -> ExtractedRows:
         reasons = patient_reasons(context.warehouse, pid, first, last, modified)
         missing = [i for i in reasons if i not in modified]
         records = client.patients_by_ids(missing) if missing else []
         records += [copy for i in reasons if i in modified for copy in copies[i]]
+        records += [record for day, record in unkeyed if first <= max(day, context.date_from) <= last]
         return to_rows(records, reasons, first, last)
 
     return read
 
 
-def read_repaired_document_entries(context: ExtractionContext, entries: EntityRows) -> ChunkReader:
-    """Entries the date route missed, asked for through the per-patient route of every patient with a
-    completed appointment in the chunk (each patient once per run)."""
-    client, prefix = context.client, context.key_prefix
-    seen: dict[str, list[Record]] = {}
+@dataclass
+class RepairPlan:
+    """Which patients the entry repair asks Ivoris for in one run, and why (counts for the report)."""
+
+    candidates: int = 0  # patients with a completed appointment in the window (the old request count)
+    changed: int = 0
+    flagged: int = 0
+    rotation: int = 0
+    asked: set[str] = field(default_factory=set)
+
+
+def in_rotation(patient_id: str, day: dt.date, period_days: int) -> bool:
+    """The rotating slice of `day`: every patient comes up once within `period_days` days."""
+    return int(patient_id) % max(1, period_days) == day.toordinal() % max(1, period_days)
+
+
+def read_repaired_document_entries(context: ExtractionContext, entries: EntityRows,
+                                   today: dt.date | None = None) -> ChunkReader:
+    """Entries the date route missed, asked for through the per-patient route (SPEC §1), but only for
+    the patients where a miss can be new: those whose completed appointment changed since the last
+    repair of the practice, those flagged (a completed appointment without any billing line), plus a
+    rotating slice that covers every patient within `repair_period_days`. The first repair of a
+    practice asks everybody. Memory stays flat in history: only the run window's missing entries are
+    kept between chunks, never a patient's whole entry history."""
+    client, prefix, pid = context.client, context.key_prefix, context.practice_id
+    period = client.settings.repair_period_days
+    day = today or dt.datetime.now(dt.UTC).date()
+    since = last_repair(context.warehouse, pid)
+    known_in_window = delivered_entry_keys(context.warehouse, pid, context.date_from, context.date_to)
+    plan = RepairPlan()
+    context.repair_plans.append(plan)
+    missing_by_day: dict[dt.date, list[Record]] = {}
 
     def read(first: dt.date, last: dt.date) -> ExtractedRows:
-        patients, known = entry_repair_inputs(context.warehouse, context.practice_id, first, last)
-        fetch = [p for p in patients if p not in seen]
+        candidates = repair_candidates(context.warehouse, pid, first, last, since)
+        plan.candidates += len(candidates)
+        fetch: list[str] = []
+        for patient, (changed, flagged) in candidates.items():
+            if patient in plan.asked:
+                continue
+            rotating = in_rotation(patient, day, period)
+            if since is None or changed or flagged or rotating:
+                plan.changed += since is None or changed
+                plan.flagged += flagged and not changed
+                plan.rotation += rotating and not (changed or flagged) and since is not None
+                fetch.append(patient)
+        plan.asked.update(fetch)
         with ThreadPoolExecutor(max_workers=client.max_concurrency) as pool:
-            seen.update(zip(fetch, pool.map(client.patient_document_entries, fetch), strict=True))
-        missing = [entry for p in patients for entry in seen[p]
-                   if f"{prefix}{entry.get('id')}" not in known
-                   and (day := day_of(entry.get("date"))) is not None and first <= day <= last]
-        repaired = entries.rows(context.practice_id, prefix, missing, first, last)
+            for answer in pool.map(client.patient_document_entries, fetch):
+                for entry in answer:
+                    entry_day = day_of(entry.get("date"))
+                    if (entry_day is not None and context.date_from <= entry_day <= context.date_to
+                            and f"{prefix}{entry.get('id')}" not in known_in_window):
+                        missing_by_day.setdefault(entry_day, []).append(entry)
+        missing = [entry for d in sorted(missing_by_day) if first <= d <= last for entry in missing_by_day[d]]
+        for d in [d for d in missing_by_day if first <= d <= last]:
+            del missing_by_day[d]
+        repaired = entries.rows(pid, prefix, missing, first, last)
         for row in repaired.quarantined:  # this source replaces (and so must write) its own entity
             row["entity"] = "document_entry_repair"
+        # The chunk's partitions are replaced: what an earlier repair found for a patient not asked
+        # this time stays (unless the date route now delivers it).
+        table = schema.raw_repaired_document_entries
+        kept = [row for row in context.warehouse.read_rows(sa.select(table).where(
+            table.c.practice_id == pid, table.c.partition_date >= first, table.c.partition_date <= last))
+            if row["patient_id"] not in plan.asked and row["entry_key"] not in known_in_window]
+        fresh = {row["entry_key"] for row in repaired.rows}
+        repaired.rows.extend(row for row in kept if row["entry_key"] not in fresh)
         return repaired
 
     return read
+
+
+def last_repair(warehouse: Warehouse, practice_id: str) -> str | None:
+    """When the practice's last entry repair finished, as an ISO UTC stamp (None: never)."""
+    runs = schema.extraction_runs
+    rows = warehouse.read_rows(sa.select(sa.func.max(runs.c.finished_at).label("at")).where(
+        runs.c.practice_id == practice_id, runs.c.asset.like("%raw_repaired_document_entries")))
+    stamp = rows[0]["at"] if rows else None
+    if stamp is None:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return str(stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def delivered_entry_keys(warehouse: Warehouse, practice_id: str, date_from: dt.date,
+                         date_to: dt.date) -> set[str]:
+    entries = schema.raw_document_entries
+    return {row["entry_key"] for row in warehouse.read_rows(sa.select(entries.c.entry_key).where(
+        entries.c.practice_id == practice_id,
+        entries.c.partition_date >= date_from, entries.c.partition_date <= date_to))}
+
+
+def repair_candidates(warehouse: Warehouse, practice_id: str, date_from: dt.date, date_to: dt.date,
+                      since: str | None) -> dict[str, tuple[bool, bool]]:
+    """Patients with a completed appointment in the window → (changed since `since`, flagged: a
+    completed appointment of theirs has no billing line from either route)."""
+    appointments, entries = schema.raw_appointments, schema.raw_document_entries
+    repaired = schema.raw_repaired_document_entries
+    completed = warehouse.read_rows(sa.select(
+        appointments.c.patient_id, appointments.c.ivoris_id, appointments.c.modified_at).where(
+        appointments.c.practice_id == practice_id, appointments.c.status == "completed",
+        appointments.c.partition_date >= date_from, appointments.c.partition_date <= date_to))
+    billed = {row["appointment_id"] for table in (entries, repaired) for row in warehouse.read_rows(
+        sa.select(table.c.appointment_id).distinct().where(
+            table.c.practice_id == practice_id, table.c.appointment_id.is_not(None),
+            table.c.partition_date >= date_from, table.c.partition_date <= date_to))}
+    result: dict[str, tuple[bool, bool]] = {}
+    for row in completed:
+        patient = usable_id(row["patient_id"])
+        if patient is None or not patient.isdigit():
+            continue
+        changed = since is not None and str(row["modified_at"] or "") >= since
+        flagged = row["ivoris_id"] not in billed
+        was = result.get(patient, (False, False))
+        result[patient] = (was[0] or changed, was[1] or flagged)
+    return dict(sorted(result.items(), key=lambda item: (len(item[0]), item[0])))
 
 
 def patient_reasons(warehouse: Warehouse, practice_id: str, date_from: dt.date, date_to: dt.date,
@@ -234,3 +369,19 @@ def write_reference_data(warehouse: Warehouse, practice_id: str, name: str, key_
     warehouse.replace_practice_rows(schema.appointment_types, practice_id, type_rows)
     return {"chairs": len(chair_rows), "chairs_without_id": len(chairs) - len(chair_rows),
             "appointment_types": len(type_rows), "types_without_id": len(types) - len(type_rows)}
+
+
+def reference_data_gap(warehouse: Warehouse, practice_id: str, key_prefix: str,
+                       mapped_type_ids: set[str]) -> str | None:
+    """Why the practice's reference data must be read again before its appointments are staged:
+    none at all, or older than the mapping (the mapping names a type the warehouse does not have,
+    so Ivoris gained it after the last refresh). None when it is current."""
+    table = schema.appointment_types
+    known = {row["type_key"] for row in warehouse.read_rows(
+        sa.select(table.c.type_key).where(table.c.practice_id == practice_id))}
+    if not known:
+        return "no appointment types in the warehouse"
+    newer = sorted(i for i in mapped_type_ids if f"{key_prefix}{i}" not in known)
+    if newer:
+        return f"the mapping has type ids the warehouse lacks ({', '.join(newer[:5])})"
+    return None

@@ -81,15 +81,16 @@ ENTRY_RULES = "entry_rules"
 STAGES = "stages"
 SETTINGS = "settings"
 APPOINTMENT_STATUSES = "appointment_statuses"
+IVORIS_CLIENT = "ivoris_client"
 # Tabs whose content every practice's deals or HubSpot sync read.
 PRACTICE_SHARED_TABS: tuple[str, ...] = (ENTRY_RULES, STAGES, SETTINGS, APPOINTMENT_STATUSES)
 MAPPING_TABS: tuple[str, ...] = (PRACTICES, APPOINTMENT_TYPES, ENTRY_RULES, STAGES, SETTINGS,
-                                 APPOINTMENT_STATUSES)
+                                 APPOINTMENT_STATUSES, IVORIS_CLIENT)
 REQUIRED_TABS: tuple[str, ...] = (PRACTICES, APPOINTMENT_TYPES, ENTRY_RULES, STAGES)
 # The first column of each tab: a sheet source finds the header row by it, below any title rows.
 KEY_COLUMNS: Mapping[str, str] = {
     PRACTICES: "id", APPOINTMENT_TYPES: "practice", ENTRY_RULES: "entry_type", STAGES: "stage",
-    SETTINGS: "key", APPOINTMENT_STATUSES: "ivoris_status",
+    SETTINGS: "key", APPOINTMENT_STATUSES: "ivoris_status", IVORIS_CLIENT: "practice",
 }
 
 # The sheet's dropdown order, for messages; which roles exist is the deal logic's `DEAL_ROLES` (a test
@@ -109,6 +110,7 @@ PERSONAL_CONTACT_FIELDS: Mapping[str, str] = {
 }
 DEFAULT_CONTACT_FIELDS: tuple[str, ...] = ("firstname", "lastname", "email", "phone")
 DEFAULT_PIPELINE_LABEL = "Patientenreise"
+DEFAULT_MAX_QUARANTINED_SHARE = Decimal("0.2")
 NO_FIELDS = "none"
 
 TYPE_ID = re.compile(r"^\d+$")
@@ -161,6 +163,9 @@ class MappingSettings:
     entry_grace_days: int = DealSettings.entry_grace_days
     hubspot_contact_fields: tuple[str, ...] = DEFAULT_CONTACT_FIELDS
     deal_pipeline_label: str = DEFAULT_PIPELINE_LABEL
+    # A window whose appointments are quarantined beyond this share fails a blocking check before
+    # anything goes to HubSpot (a broken mapping or reference data, not a few bad records).
+    max_quarantined_share: Decimal = DEFAULT_MAX_QUARANTINED_SHARE
 
     @property
     def deal_settings(self) -> DealSettings:
@@ -179,6 +184,10 @@ class MappingConfig:
     # Ivoris status → the portal's `hs_appointment_status` option (tab `appointment_statuses`).
     appointment_statuses: Mapping[str, str] = field(
         default_factory=lambda: dict(DEFAULT_APPOINTMENT_STATUS_MAP))
+    # practice id → Ivoris client settings where the practice differs from the defaults (the
+    # `ivoris_client` tab, `parse_ivoris_client`): IvorisResource field → value, routes and params
+    # as dicts
+    ivoris_client: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -265,11 +274,16 @@ class MappingConfig:
                 {"key": "hubspot_contact_fields",
                  "value": ",".join(self.settings.hubspot_contact_fields) or NO_FIELDS},
                 {"key": "deal_pipeline_label", "value": self.settings.deal_pipeline_label},
+                # only when set: the default adds no row, so older mappings keep their hashes
+                *([{"key": "max_quarantined_share",
+                    "value": _decimal_text(self.settings.max_quarantined_share)}]
+                  if self.settings.max_quarantined_share != DEFAULT_MAX_QUARANTINED_SHARE else []),
             ],
             APPOINTMENT_STATUSES: [
                 {"ivoris_status": status, "hubspot_status": self.appointment_statuses[status]}
                 for status in sorted(self.appointment_statuses)
             ],
+            **({IVORIS_CLIENT: canonical_ivoris_client(self.ivoris_client)} if self.ivoris_client else {}),
         }
 
     @cached_property
@@ -531,7 +545,8 @@ def _parse_entry_rules(rows: list[_Row]) -> tuple[EntryRule, ...]:
     return tuple(rules)
 
 
-_SETTING_KEYS: tuple[str, ...] = (*DEAL_SETTING_KEYS, "hubspot_contact_fields", "deal_pipeline_label")
+_SETTING_KEYS: tuple[str, ...] = (*DEAL_SETTING_KEYS, "hubspot_contact_fields", "deal_pipeline_label",
+                                  "max_quarantined_share")
 
 
 def _contact_fields(row: _Row) -> tuple[str, ...]:
@@ -571,6 +586,11 @@ def _parse_settings(rows: list[_Row]) -> dict[str, Any]:
             values[key] = days
         elif key == "hubspot_contact_fields":
             values[key] = _contact_fields(row)
+        elif key == "max_quarantined_share":
+            share = row.fraction("value")
+            if not Decimal(0) <= share <= Decimal(1):
+                raise row.error("value", f"{_decimal_text(share)} is outside 0..1 (write 0.2 or 20%)")
+            values[key] = share.normalize()
         else:
             values[key] = row.text("value")
     return values
@@ -689,6 +709,88 @@ def _parse_appointment_statuses(rows: list[_Row], present: bool) -> dict[str, st
         raise ConfigError(APPOINTMENT_STATUSES, None, "ivoris_status",
                           f"no row for Ivoris status(es) {', '.join(missing)}")
     return mapped
+# --- the ivoris_client tab (SPEC §4 rev. 2) ---------------------------------------------------------
+#
+# columns: practice, setting, value; one row per setting where a practice's Ivoris server differs from
+# the contract's defaults. Settings: the whole numbers below, `timeout_s` and `max_retry_seconds`
+# (seconds > 0), `route.<name>` (a path starting with "/"; `route.patient_document_entries` must hold
+# `{patient_id}`) and `param.<name>` (a query parameter name).
+
+IVORIS_WHOLE_SETTINGS: Mapping[str, int] = {  # name → smallest value allowed
+    "page_size": 1, "max_concurrency": 1, "max_attempts": 1, "chunk_days": 1, "narrow_page_size": 1,
+    "page_rereads": 0, "repair_period_days": 1,
+}
+IVORIS_SECONDS_SETTINGS: tuple[str, ...] = ("timeout_s", "max_retry_seconds")
+IVORIS_ROUTE_NAMES: tuple[str, ...] = ("practices", "chairs", "appointment_types", "appointments", "patients",
+                                       "document_entries", "patient_document_entries")
+IVORIS_PARAM_NAMES: tuple[str, ...] = ("date_from", "date_to", "page", "page_size", "ids", "modified_since")
+QUERY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+def _ivoris_setting_names() -> list[str]:
+    return [*IVORIS_WHOLE_SETTINGS, *IVORIS_SECONDS_SETTINGS, *(f"route.{n}" for n in IVORIS_ROUTE_NAMES),
+            *(f"param.{n}" for n in IVORIS_PARAM_NAMES)]
+
+
+def parse_ivoris_client(rows: list[_Row], practices: tuple[PracticeConfig, ...],
+                        ) -> dict[str, dict[str, Any]]:
+    """The `ivoris_client` tab: per practice, the IvorisResource fields that differ from the defaults
+    (`routes` and `params` as dicts by name). Errors name tab, row and column."""
+    known_practices = {p.practice_id for p in practices}
+    result: dict[str, dict[str, Any]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for row in rows:
+        practice = row.text("practice")
+        if practice not in known_practices:
+            raise row.error("practice", f"unknown practice {practice!r}; the practices tab has "
+                            f"{', '.join(sorted(known_practices))}")
+        name = row.text("setting").lower().replace(" ", "_")
+        if name not in _ivoris_setting_names():
+            raise row.error("setting", f"unknown Ivoris client setting {name!r}; known: "
+                            f"{', '.join(_ivoris_setting_names())}")
+        if (practice, name) in seen:
+            raise row.error("setting", f"{name!r} for practice {practice!r} is already on row "
+                            f"{seen[(practice, name)]}")
+        seen[(practice, name)] = row.number
+        settings = result.setdefault(practice, {})
+        if name in IVORIS_WHOLE_SETTINGS:
+            number = row.whole_number("value")
+            least = IVORIS_WHOLE_SETTINGS[name]
+            if number < least:
+                raise row.error("value", f"{name} must be at least {least}, got {number}")
+            settings[name] = number
+        elif name in IVORIS_SECONDS_SETTINGS:
+            seconds = row.fraction("value")
+            if seconds <= 0:
+                raise row.error("value", f"{name} must be more than 0 seconds, got {_decimal_text(seconds)}")
+            settings[name] = float(seconds)
+        elif name.startswith("route."):
+            route = row.text("value")
+            field_name = name.removeprefix("route.")
+            if not route.startswith("/"):
+                raise row.error("value", f"a route is a path starting with '/', got {route!r}")
+            if field_name == "patient_document_entries" and "{patient_id}" not in route:
+                raise row.error("value", "the per-patient route must contain {patient_id}")
+            settings.setdefault("routes", {})[field_name] = route
+        else:
+            param = row.text("value")
+            if not QUERY_NAME.match(param):
+                raise row.error("value", f"not a query parameter name: {param!r}")
+            settings.setdefault("params", {})[name.removeprefix("param.")] = param
+    return result
+
+
+def canonical_ivoris_client(client: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for practice in sorted(client):
+        for name, value in sorted(client[practice].items()):
+            if isinstance(value, Mapping):
+                prefix = "route" if name == "routes" else "param"
+                rows.extend({"practice": practice, "setting": f"{prefix}.{k}", "value": v}
+                            for k, v in sorted(value.items()))
+            else:
+                rows.append({"practice": practice, "setting": name, "value": str(value)})
+    return rows
 
 
 # --- public --------------------------------------------------------------------------------------------
@@ -717,6 +819,7 @@ def parse_mapping(tabs: Mapping[str, Any]) -> MappingConfig:
     settings = MappingSettings(**{**explicit_settings, "deal_pipeline_label": stages[0].pipeline_label})
     statuses = _parse_appointment_statuses(
         _tab_rows(normalised, APPOINTMENT_STATUSES, required=False), APPOINTMENT_STATUSES in normalised)
+    ivoris_client = parse_ivoris_client(_tab_rows(normalised, IVORIS_CLIENT, required=False), practices)
     return MappingConfig(
         practices=practices,
         appointment_types=appointment_types,
@@ -724,6 +827,7 @@ def parse_mapping(tabs: Mapping[str, Any]) -> MappingConfig:
         stages=stages,
         settings=settings,
         appointment_statuses=statuses,
+        ivoris_client=ivoris_client,
     )
 
 

@@ -35,12 +35,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from biss_pipeline.domain.ivoris.extract import usable_id
+from biss_pipeline.domain.ivoris.extract import integer_text, usable_id
 
 Row = dict[str, Any]
 
@@ -148,7 +148,7 @@ def parse_amount_cents(value: Any) -> int:
 
 
 def _key(prefix: str, value: Any, missing_reason: str) -> str:
-    ivoris_id = usable_id(value)
+    ivoris_id = integer_text(value)  # SPEC §3: ids are integers
     if ivoris_id is None:
         raise Rejected(missing_reason)
     return f"{prefix}{ivoris_id}"
@@ -193,10 +193,18 @@ def _stage(
     return result
 
 
+PATIENT_QUARANTINED = "patient quarantined"
+
+
 def stage_appointments(raw_rows: Iterable[Row], key_prefix: str, known_patient_keys: set[str],
-                       known_type_keys: set[str], latest_modified: dt.datetime | None = None) -> StagedRows:
+                       known_type_keys: set[str], latest_modified: dt.datetime | None = None,
+                       held_patient_keys: Collection[str] = frozenset()) -> StagedRows:
+    """`held_patient_keys`: patients Ivoris delivered but whose every version is quarantined; their
+    appointments are held back (never an empty contact in HubSpot) until a good version arrives."""
     def convert(raw: Row) -> tuple[Row, list[str]]:
         patient_key = _key(key_prefix, raw.get("patient_id"), "missing patient")
+        if patient_key in held_patient_keys and patient_key not in known_patient_keys:
+            raise Rejected(PATIENT_QUARANTINED)
         if patient_key not in known_patient_keys:
             raise Rejected("unknown patient")
         type_key = _key(key_prefix, raw.get("type_id"), "unknown appointment type")
@@ -247,9 +255,12 @@ def stage_patients(raw_rows: Iterable[Row], as_of: dt.date,
 
 
 def stage_document_entries(raw_rows: Iterable[Row], key_prefix: str,
-                           latest_modified: dt.datetime | None = None) -> StagedRows:
+                           latest_modified: dt.datetime | None = None,
+                           held_patient_keys: Collection[str] = frozenset()) -> StagedRows:
     def convert(raw: Row) -> tuple[Row, list[str]]:
         patient_key = _key(key_prefix, raw.get("patient_id"), "missing patient")
+        if patient_key in held_patient_keys:
+            raise Rejected(PATIENT_QUARANTINED)
         appointment_key = None
         if raw.get("appointment_id") not in (None, ""):
             appointment_key = _key(key_prefix, raw.get("appointment_id"), "invalid appointment id")

@@ -19,7 +19,7 @@ from biss_pipeline.domain.ivoris.client import iter_date_chunks
 from biss_pipeline.domain.ivoris.entities import ENTITIES, PATIENT, IvorisEntity, StagingInputs
 from biss_pipeline.domain.mapping.config import MappingConfig
 from biss_pipeline.domain.mapping.practices import PracticeConfig
-from biss_pipeline.domain.staging.rules import StagedRows
+from biss_pipeline.domain.staging.rules import PATIENT_QUARANTINED, StagedRows
 from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.domain.warehouse.store import Warehouse
 
@@ -53,11 +53,34 @@ def known_type_keys(warehouse: Warehouse, practice_id: str) -> frozenset[str]:
         sa.select(table.c.type_key).where(table.c.practice_id == practice_id)))
 
 
+def _patient_keys(warehouse: Warehouse, practice_id: str, outside: tuple[dt.date, dt.date] | None,
+                  ) -> set[str]:
+    """Patients with a staged (good) version, optionally outside the days being re-staged."""
+    table = schema.stg_patients
+    query = sa.select(table.c.patient_key).distinct().where(table.c.practice_id == practice_id)
+    if outside is not None:
+        query = query.where(sa.or_(table.c.partition_date < outside[0], table.c.partition_date > outside[1]))
+    return {row["patient_key"] for row in warehouse.read_rows(query)}
+
+
+def _quarantined_patients(warehouse: Warehouse, practice_id: str) -> set[str]:
+    table = schema.quarantine
+    return {row["record_key"] for row in warehouse.read_rows(
+        sa.select(table.c.record_key).distinct().where(
+            table.c.practice_id == practice_id, table.c.entity == "patient"))}
+
+
 def stage_window(warehouse: Warehouse, mapping: MappingConfig, practice: PracticeConfig,
                  selected: Collection[IvorisEntity], date_from: dt.date,
-                 date_to: dt.date) -> dict[IvorisEntity, Counter[str]]:
+                 date_to: dt.date, by_day: dict[IvorisEntity, Counter[dt.date]] | None = None,
+                 release_held: bool = True) -> dict[IvorisEntity, Counter[str]]:
     """Stage the selected entities for the window; per entity, `rows` staged and the count per
-    quarantine reason. A mapping gap (an appointment type the sheet lacks) raises `ConfigError`."""
+    quarantine reason (`by_day`, if given, gets the staged rows per partition day). A mapping gap
+    (an appointment type the sheet lacks) raises `ConfigError`.
+
+    Appointments and entries are checked against the *staged* patients: those of a patient whose
+    every version is quarantined are held back ("patient quarantined"), and days outside the window
+    holding such records are re-staged once a good version of their patient has arrived."""
     pid = practice.practice_id
     types = known_type_keys(warehouse, pid)
     counts: dict[IvorisEntity, Counter[str]] = {e: Counter() for e in ENTITIES if e in selected}
@@ -69,10 +92,20 @@ def stage_window(warehouse: Warehouse, mapping: MappingConfig, practice: Practic
             raw_patients = _raw(warehouse, schema.raw_patients, pid, chunk_from, chunk_to)
         else:
             raw_patients = raw[PATIENT]
-        inputs = StagingInputs(practice.key_prefix, date_to,
-                               frozenset(row["patient_key"] for row in raw_patients), types)
         staged: dict[IvorisEntity, StagedRows] = {}
+        if PATIENT in raw:
+            staged[PATIENT] = PATIENT.stage(raw[PATIENT], StagingInputs(
+                practice.key_prefix, date_to, frozenset(), types))
+            good = _patient_keys(warehouse, pid, (chunk_from, chunk_to)) | {
+                row["patient_key"] for row in staged[PATIENT].rows}
+        else:
+            good = _patient_keys(warehouse, pid, None)
+        delivered = {row["patient_key"] for row in raw_patients} | _quarantined_patients(warehouse, pid)
+        inputs = StagingInputs(practice.key_prefix, date_to, frozenset(good), types,
+                               held_patient_keys=frozenset(delivered - good))
         for entity, rows in raw.items():
+            if entity is PATIENT:
+                continue
             if entity.check_config is not None:
                 entity.check_config(rows, mapping, inputs)
             staged[entity] = entity.stage(rows, inputs)
@@ -80,4 +113,37 @@ def stage_window(warehouse: Warehouse, mapping: MappingConfig, practice: Practic
         for entity, result in staged.items():
             counts[entity]["rows"] += len(result.rows)
             counts[entity].update(q["reason"] for q in result.quarantined)
+            if by_day is not None:
+                by_day.setdefault(entity, Counter()).update(row["partition_date"] for row in result.rows)
+    if release_held:
+        for day in releasable_days(warehouse, practice, date_from, date_to):
+            stage_window(warehouse, mapping, practice, [e for e in ENTITIES if e is not PATIENT], day, day,
+                         release_held=False)
     return counts
+
+
+def releasable_days(warehouse: Warehouse, practice: PracticeConfig, date_from: dt.date,
+                    date_to: dt.date) -> list[dt.date]:
+    """Days outside the window with records held for a quarantined patient who now has a good
+    version: re-staging them releases those records without anyone re-running those days."""
+    pid, quarantine = practice.practice_id, schema.quarantine
+    held = warehouse.read_rows(sa.select(quarantine.c.partition_date, quarantine.c.entity,
+                                         quarantine.c.record_key).where(
+        quarantine.c.practice_id == pid, quarantine.c.stage == "staging",
+        quarantine.c.reason == PATIENT_QUARANTINED,
+        sa.or_(quarantine.c.partition_date < date_from, quarantine.c.partition_date > date_to)))
+    if not held:
+        return []
+    good = _patient_keys(warehouse, pid, None)
+    days: set[dt.date] = set()
+    sources = {"appointment": [(schema.raw_appointments, "appointment_key")],
+               "document_entry": [(schema.raw_document_entries, "entry_key"),
+                                  (schema.raw_repaired_document_entries, "entry_key")]}
+    for row in held:
+        for table, key_column in sources.get(row["entity"], []):
+            found = warehouse.read_rows(sa.select(table.c.patient_id).where(
+                table.c.practice_id == pid, table.c.partition_date == row["partition_date"],
+                table.c[key_column] == row["record_key"]))
+            if any(f"{practice.key_prefix}{r['patient_id']}" in good for r in found):
+                days.add(row["partition_date"])
+    return sorted(days)

@@ -139,6 +139,22 @@ extraction_runs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Paged answers that did not add up (SPEC §3 rev. 2): one row per request the client could or could
+# not make consistent by re-reading and narrowing; `resolved` false means the records served were
+# kept and the window stays visible to the `ivoris_paging_consistent` check. Counts, never content.
+ivoris_anomalies = sa.Table(
+    "ivoris_anomalies", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("practice_id", sa.String(16), nullable=False, index=True),
+    sa.Column("asset", sa.String(128), nullable=False),
+    sa.Column("route", sa.String(128), nullable=False),
+    sa.Column("request_window", sa.String(128), nullable=False),
+    sa.Column("problem", sa.Text, nullable=False),
+    sa.Column("resolved", sa.Boolean, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 # -- staging: typed, validated, deduplicated within a partition (newest modifiedAt wins) ----------
 
