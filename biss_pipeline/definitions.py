@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dagster import Definitions, in_process_executor
 
+from biss_pipeline.assets.catalog import describe_assets, nightly_freshness
 from biss_pipeline.assets.deals import build_practice_deal_assets
 from biss_pipeline.assets.hubspot import build_hubspot_assets
 from biss_pipeline.assets.ivoris import build_practice_raw_assets
@@ -50,7 +51,7 @@ def build_definitions(mapping_path: Path | None = None, windows: SyncWindows | N
                 *(practice_asset_key(p, entity.staging_name) for entity in ENTITIES), MAPPING_ASSET_KEY]),
         )
     ]
-    return Definitions(
+    definitions = Definitions(
         assets=[
             mapping_config,
             *practice_assets,
@@ -82,6 +83,9 @@ def build_definitions(mapping_path: Path | None = None, windows: SyncWindows | N
         # measured a 3-day backfill of three practices at 374 s with per-step processes.
         executor=in_process_executor,
     )
+    # Owners, kinds, tags, table names and column schemas, and the nightly run's freshness, in one place.
+    return describe_assets(definitions, practice_ids,
+                           nightly_freshness(windows.nightly_deadline_cron, windows.nightly_lower_bound))
 
 
 defs = build_definitions()

@@ -48,6 +48,11 @@ class SyncWindows:
     incremental_days_back: int = 1
     incremental_days_ahead: int = 14
     nightly_cron: str = "15 2 * * *"
+    # The freshness policy of every pipeline asset: materialized between the nightly run's start (the
+    # lower bound before the deadline) and the deadline, Berlin time. A nightly run of a practice takes
+    # minutes (docs/performance.md), so two hours leave room for a queue and a retried step.
+    nightly_deadline_cron: str = "15 4 * * *"
+    nightly_lower_bound: dt.timedelta = dt.timedelta(hours=2)
     nightly_days_back: int = 14
     # bookings ahead of today change too ("nothing booked ahead" decides lost deals)
     nightly_days_ahead: int = BOOKING_LOOKAHEAD_DAYS
