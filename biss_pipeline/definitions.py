@@ -25,6 +25,7 @@ from biss_pipeline.checks.ivoris import build_document_entry_checks
 from biss_pipeline.checks.quarantine import build_quarantine_checks
 from biss_pipeline.domain.ivoris.entities import ENTITIES
 from biss_pipeline.jobs.pipelines import build_practice_jobs, build_reference_job
+from biss_pipeline.jobs.preview import build_preview_job
 from biss_pipeline.jobs.remediation import build_remediation_job
 from biss_pipeline.keys import KPI_ASSET_KEYS, MAPPING_ASSET_KEY, pipeline_job_name, practice_asset_key
 from biss_pipeline.resources import mapping_resource, resources_for
@@ -68,6 +69,7 @@ def build_definitions(mapping_path: Path | None = None, windows: SyncWindows | N
             *(job for p in practices for job in build_practice_jobs(p)),
             build_reference_job(practices),
             build_remediation_job(practice_ids),
+            *(build_preview_job(pid) for pid in practice_ids),
         ],
         schedules=[s for p in practices for s in build_practice_schedules(p, pipeline_job_name(p), windows)],
         sensors=[

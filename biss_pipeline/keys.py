@@ -91,6 +91,11 @@ def extraction_job_name(practice: PracticeConfig) -> str:
     return f"extract_{practice.practice_id}"
 
 
+def preview_job_name(practice: PracticeConfig | str) -> str:
+    pid = practice if isinstance(practice, str) else practice.practice_id
+    return f"preview_{pid}"
+
+
 def reference_job_name(practice: PracticeConfig) -> str:
     return f"refresh_reference_{practice.practice_id}"
 
