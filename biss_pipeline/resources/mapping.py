@@ -1,6 +1,6 @@
 """The mapping spreadsheet as a Dagster resource: assets call `load()` and get a validated `MappingConfig`.
 
-Practice isolation (docs/operations.md, "One practice's mistake"): `load_state()` disables a practice
+Practice isolation (README, "A practice's mistake in the mapping"): `load_state()` disables a practice
 whose own rows are invalid instead of failing every practice, and falls back to the last good mapping
 in the warehouse when the source cannot be read. In a run of one practice (run tag `practice`, which
 every per-practice job sets) `load()` raises that practice's error, so only its runs fail.
