@@ -14,16 +14,21 @@ from biss_pipeline.resources import mapping_resource
 from biss_pipeline.resources.hubspot import HubSpotResource
 from biss_pipeline.resources.ivoris import IvorisResource
 
-_base = build_definitions()
-_resources = dict(_base.resources or {})
-for _practice in mapping_resource().load().active_practices:
-    _resources[_practice.resource_key] = IvorisResource(
-        practice_id=_practice.practice_id, base_url=_practice.ivoris_base_url,
-        api_key=EnvVar(_practice.api_key_env), max_attempts=2, max_retry_seconds=5.0,
-        backoff_initial_s=0.5, backoff_max_s=1.0)
-_resources["hubspot"] = HubSpotResource.from_env(host=os.environ["BISS_HUBSPOT_HOST"], max_retries=1,
-                                                 backoff_base_s=0.5, backoff_max_s=1.0)
 
-defs = Definitions(assets=_base.assets, asset_checks=_base.asset_checks, jobs=_base.jobs,
-                   schedules=_base.schedules, sensors=_base.sensors, resources=_resources,
-                   executor=_base.executor)
+def _short_retry_definitions() -> Definitions:
+    # A function, not module globals: Dagster refuses a module holding two Definitions objects.
+    base = build_definitions()
+    resources = dict(base.resources or {})
+    for practice in mapping_resource().load().active_practices:
+        resources[practice.resource_key] = IvorisResource(
+            practice_id=practice.practice_id, base_url=practice.ivoris_base_url,
+            api_key=EnvVar(practice.api_key_env), max_attempts=2, max_retry_seconds=5.0,
+            backoff_initial_s=0.5, backoff_max_s=1.0)
+    resources["hubspot"] = HubSpotResource.from_env(host=os.environ["BISS_HUBSPOT_HOST"], max_retries=1,
+                                                    backoff_base_s=0.5, backoff_max_s=1.0)
+    return Definitions(assets=base.assets, asset_checks=base.asset_checks, jobs=base.jobs,
+                       schedules=base.schedules, sensors=base.sensors, resources=resources,
+                       executor=base.executor)
+
+
+defs = _short_retry_definitions()
