@@ -22,7 +22,8 @@ _execute = hourly.execute
 FIGURES: list[str] = []
 
 
-def _measured_execute(defs: Any, request: Any, job_name: str, instance: Any, *args: Any, **kwargs: Any) -> Any:
+def _measured_execute(defs: Any, request: Any, job_name: str, instance: Any, *args: Any,
+                      **kwargs: Any) -> Any:
     measured = _execute(defs, request, job_name, instance, *args, **kwargs)
     run = instance.get_runs(limit=1)[0]
     records = instance.get_records_for_run(run.run_id, limit=1_000_000).records
