@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dagster import Definitions, in_process_executor
 
+from biss_pipeline.assets.catalog import describe_assets, nightly_freshness
 from biss_pipeline.assets.deals import build_practice_deal_assets
 from biss_pipeline.assets.hubspot import build_hubspot_assets
 from biss_pipeline.assets.ivoris import build_practice_raw_assets
@@ -24,6 +25,7 @@ from biss_pipeline.checks.ivoris import build_document_entry_checks, build_extra
 from biss_pipeline.checks.quarantine import build_quarantine_checks
 from biss_pipeline.domain.ivoris.entities import ENTITIES
 from biss_pipeline.jobs.pipelines import build_practice_jobs, build_reference_job
+from biss_pipeline.jobs.preview import build_preview_job
 from biss_pipeline.jobs.remediation import build_remediation_job
 from biss_pipeline.keys import KPI_ASSET_KEYS, MAPPING_ASSET_KEY, pipeline_job_name, practice_asset_key
 from biss_pipeline.resources import mapping_resource, resources_for
@@ -50,7 +52,7 @@ def build_definitions(mapping_path: Path | None = None, windows: SyncWindows | N
                 *(practice_asset_key(p, entity.staging_name) for entity in ENTITIES), MAPPING_ASSET_KEY]),
         )
     ]
-    return Definitions(
+    definitions = Definitions(
         assets=[
             mapping_config,
             *practice_assets,
@@ -68,6 +70,7 @@ def build_definitions(mapping_path: Path | None = None, windows: SyncWindows | N
             *(job for p in practices for job in build_practice_jobs(p)),
             build_reference_job(practices),
             build_remediation_job(practice_ids),
+            *(build_preview_job(pid) for pid in practice_ids),
         ],
         schedules=[s for p in practices for s in build_practice_schedules(p, pipeline_job_name(p), windows)],
         sensors=[
@@ -83,6 +86,9 @@ def build_definitions(mapping_path: Path | None = None, windows: SyncWindows | N
         # measured a 3-day backfill of three practices at 374 s with per-step processes.
         executor=in_process_executor,
     )
+    # Owners, kinds, tags, table names and column schemas, and the nightly run's freshness, in one place.
+    return describe_assets(definitions, practice_ids,
+                           nightly_freshness(windows.nightly_deadline_cron, windows.nightly_lower_bound))
 
 
 defs = build_definitions()

@@ -21,8 +21,11 @@ OWNERS = ["team:data-engineering"]
 # -- assets ------------------------------------------------------------------------------------------
 MAPPING_ASSET_KEY = AssetKey(["mapping_config"])
 MAPPING_GROUP = "config"
+MAPPING_VALID_CHECK = "practices_valid"
+MAPPING_READABLE_CHECK = "sheet_readable"
 HUBSPOT_GROUP = "hubspot"
 PORTAL_SETUP_KEY = AssetKey(["hubspot", "portal_setup"])
+REFERENCE_ASSET_NAMES = ("practice", "chairs", "appointment_types")  # `<practice>/<name>`, from Ivoris
 KPI_GROUP = "kpi"
 KPI_NAMES = ("appointments", "deals", "revenue", "report")
 
@@ -86,6 +89,15 @@ REMEDIATION_JOB = "remediate_duplicate_deals"
 
 def extraction_job_name(practice: PracticeConfig) -> str:
     return f"extract_{practice.practice_id}"
+
+
+def preview_job_name(practice: PracticeConfig | str) -> str:
+    pid = practice if isinstance(practice, str) else practice.practice_id
+    return f"preview_{pid}"
+
+
+def reference_job_name(practice: PracticeConfig) -> str:
+    return f"refresh_reference_{practice.practice_id}"
 
 
 def pipeline_job_name(practice: PracticeConfig) -> str:

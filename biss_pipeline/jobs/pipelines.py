@@ -1,5 +1,10 @@
-"""The jobs people launch: per practice the extraction alone and the whole pipeline for a date window,
-and the reference-data refresh of every practice."""
+"""The jobs people launch: per practice the extraction alone, the whole pipeline for a date window and
+the reference-data refresh, and the reference-data refresh of every practice at once.
+
+`refresh_reference_<practice>` needs only that practice's Ivoris key, so one practice's unset key or
+unreachable server fails only its own refresh; `refresh_reference_data` does all practices in one run
+(a first setup) and fails as a whole when any practice's key is unset (Dagster resolves every
+resource's environment variables when the run starts)."""
 
 from __future__ import annotations
 
@@ -15,11 +20,13 @@ from biss_pipeline.keys import (
     MAPPING_ASSET_KEY,
     PORTAL_SETUP_KEY,
     PRACTICE_TAG,
+    REFERENCE_ASSET_NAMES,
     REFERENCE_JOB,
     extraction_job_name,
     ivoris_group,
     pipeline_job_name,
     practice_asset_key,
+    reference_job_name,
     sync_asset_key,
 )
 
@@ -42,7 +49,20 @@ def build_practice_jobs(practice: PracticeConfig) -> list[UnresolvedAssetJobDefi
                          description=f"{practice.name}: Ivoris → warehouse → deals → HubSpot, and the "
                                      "KPIs, for a date window (a partition range; one run covers it).",
                          tags={PRACTICE_TAG: pid}),
+        build_practice_reference_job(practice),
     ]
+
+
+def reference_keys(practice: PracticeConfig) -> list[AssetKey]:
+    return [practice_asset_key(practice, name) for name in REFERENCE_ASSET_NAMES]
+
+
+def build_practice_reference_job(practice: PracticeConfig) -> UnresolvedAssetJobDefinition:
+    return define_asset_job(
+        reference_job_name(practice),
+        selection=AssetSelection.assets(MAPPING_ASSET_KEY, *reference_keys(practice)),
+        description=f"Mapping config, and {practice.name}'s practice record, chairs and appointment types.",
+        tags={PRACTICE_TAG: practice.practice_id})
 
 
 def build_reference_job(practices: Sequence[PracticeConfig]) -> UnresolvedAssetJobDefinition:

@@ -28,11 +28,13 @@ def warehouse_resource() -> WarehouseResource:
 
 
 def mapping_resource(mapping_path: Path | None = None) -> MappingResource:
+    # The last good mapping (warehouse) stands in when the sheet cannot be read, also at load time.
     if os.environ.get("BISS_MAPPING_SOURCE", "local") == "gsheet":
         # BISS_GSHEETS_API_URL: only to point the sheet reads at the stand-in (`emulate sheets`)
         return MappingResource(source="gsheet", sheet_id=os.environ.get("BISS_GSHEET_ID"),
-                               sheets_api_url=os.environ.get("BISS_GSHEETS_API_URL") or None)
-    return MappingResource(path=str(mapping_path) if mapping_path else None)
+                               sheets_api_url=os.environ.get("BISS_GSHEETS_API_URL") or None,
+                               last_good_in_warehouse=True)
+    return MappingResource(path=str(mapping_path) if mapping_path else None, last_good_in_warehouse=True)
 
 
 def hubspot_resource() -> HubSpotResource:

@@ -116,11 +116,14 @@ def build_config_change_sensor(
                         "mapping changed.")
     def mapping_config_change(context: SensorEvaluationContext, mapping: MappingResource) -> SensorResult:
         try:
-            config = mapping.load()
+            state = mapping.load_state()
         except Exception as exc:  # an unreadable sheet must not crash the tick: say why instead
             # ConfigError names tab, row and column; no patient data is in the mapping.
             return SensorResult(skip_reason=SkipReason(f"mapping not readable, nothing requested: "
                                                        f"{type(exc).__name__}: {exc}"))
+        config = state.config
+        # A practice disabled by its own rows gets no re-run (its runs would fail with that error).
+        runnable = [p for p in practices if p.practice_id not in state.disabled]
         new = MappingFingerprint.of(config)
         stored = _cursor(context.cursor)
         if stored is None:
@@ -143,7 +146,7 @@ def build_config_change_sensor(
             # Shown on the run in the UI: the one thing the sensor cannot do itself.
             tags[RELOAD_TAG] = ",".join((*change.to_load, *change.to_unload))
         request = RunRequest(run_key=f"mapping-{seq}-{new.content_hash[:16]}",
-                             asset_selection=change_asset_keys(change, practices, extra_keys), tags=tags)
+                             asset_selection=change_asset_keys(change, runnable, extra_keys), tags=tags)
         return SensorResult(run_requests=[request], cursor=_dump(new, seq))
 
     return mapping_config_change

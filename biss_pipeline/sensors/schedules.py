@@ -4,6 +4,9 @@ Both launch a practice's pipeline job (extraction → staging → deals → HubS
 a date range (range tags, single-run backfill policy). Windows are computed from the tick's
 scheduled time, so a tick evaluated twice asks for the same window, and the run key makes the
 second request a no-op.
+
+A practice whose own mapping rows are invalid (`MappingResource.load_state().disabled`) is skipped with
+the row's error (tab, row, column) as the tick's message; the other practices' schedules go on.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dagster import (
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
+    SkipReason,
     schedule,
 )
 
@@ -27,6 +31,7 @@ from biss_pipeline.keys import (
     SYNC_KIND_TAG,
     window_tags,
 )
+from biss_pipeline.resources.mapping import MappingResource
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,11 @@ class SyncWindows:
     incremental_days_back: int = 1
     incremental_days_ahead: int = 14
     nightly_cron: str = "15 2 * * *"
+    # The freshness policy of every pipeline asset: materialized between the nightly run's start (the
+    # lower bound before the deadline) and the deadline, Berlin time. A nightly run of a practice takes
+    # minutes (docs/performance.md), so two hours leave room for a queue and a retried step.
+    nightly_deadline_cron: str = "15 4 * * *"
+    nightly_lower_bound: dt.timedelta = dt.timedelta(hours=2)
     nightly_days_back: int = 14
     # bookings ahead of today change too ("nothing booked ahead" decides lost deals)
     nightly_days_ahead: int = BOOKING_LOOKAHEAD_DAYS
@@ -58,7 +68,14 @@ def build_practice_schedules(practice: PracticeConfig, job_name: str,
                              windows: SyncWindows) -> list[ScheduleDefinition]:
     pid = practice.practice_id
 
-    def request(context: ScheduleEvaluationContext, kind: str, days_back: int, days_ahead: int) -> RunRequest:
+    def request(context: ScheduleEvaluationContext, mapping: MappingResource, kind: str, days_back: int,
+                days_ahead: int) -> RunRequest | SkipReason:
+        try:
+            disabled = mapping.load_state().disabled.get(pid)
+        except Exception:  # unreadable and no last good mapping: the run itself will say why
+            disabled = None
+        if disabled is not None:
+            return SkipReason(f"{pid} is disabled by its mapping rows, no run requested: {disabled}")
         tick = context.scheduled_execution_time
         first, last = sync_window(tick, days_back, days_ahead, practice.history_start)
         return RunRequest(
@@ -70,15 +87,16 @@ def build_practice_schedules(practice: PracticeConfig, job_name: str,
               execution_timezone=PRACTICE_TIMEZONE, default_status=DefaultScheduleStatus.STOPPED,
               description=f"{practice.name}: sync the last {windows.incremental_days_back} day(s) and "
                           f"{windows.incremental_days_ahead} days of bookings ahead.")
-    def incremental(context: ScheduleEvaluationContext) -> RunRequest:
-        return request(context, "incremental", windows.incremental_days_back, windows.incremental_days_ahead)
+    def incremental(context: ScheduleEvaluationContext, mapping: MappingResource) -> RunRequest | SkipReason:
+        return request(context, mapping, "incremental", windows.incremental_days_back,
+                       windows.incremental_days_ahead)
 
     @schedule(name=f"{pid}_nightly_resync", job_name=job_name, cron_schedule=windows.nightly_cron,
               execution_timezone=PRACTICE_TIMEZONE, default_status=DefaultScheduleStatus.STOPPED,
               description=f"{practice.name}: re-sync the trailing {windows.nightly_days_back} days (late "
                           f"edits in Ivoris) to {windows.nightly_days_ahead} days of bookings ahead, and "
                           "verify HubSpot in full.")
-    def nightly(context: ScheduleEvaluationContext) -> RunRequest:
-        return request(context, "nightly", windows.nightly_days_back, windows.nightly_days_ahead)
+    def nightly(context: ScheduleEvaluationContext, mapping: MappingResource) -> RunRequest | SkipReason:
+        return request(context, mapping, "nightly", windows.nightly_days_back, windows.nightly_days_ahead)
 
     return [incremental, nightly]

@@ -14,6 +14,7 @@ from biss_pipeline.assets.mapping import mapping_config
 from biss_pipeline.domain.mapping.practices import load_mapping_tabs
 from biss_pipeline.domain.paths import PROJECT_ROOT
 from biss_pipeline.resources.mapping import MappingResource
+from biss_pipeline.resources.warehouse import WarehouseResource
 from biss_pipeline.sensors.config_change import MappingFingerprint, build_config_change_sensor, mapping_change
 
 Tabs = dict[str, list[dict[str, Any]]]
@@ -156,19 +157,29 @@ def test_a_mapping_edited_back_and_forth_gets_a_run_each_time(sensor: Sensor, ma
 
 
 def test_an_unreadable_mapping_is_reported_and_not_acted_on(sensor: Sensor, mapping_path: Path) -> None:
-    set_role(mapping_path, "mb", 2, "vip")
+    edit(mapping_path, lambda t: t["stages"][0].update(probability="2"))  # a tab every practice shares
     result = sensor.tick()
     assert not result.run_requests
     assert "mapping not readable" in result.skip_message and "ConfigError" in result.skip_message
-    assert "deal_role" in result.skip_message
-    set_role(mapping_path, "mb", 2, "followup")
+    assert "probability" in result.skip_message
+    edit(mapping_path, lambda t: t["stages"][0].update(probability=load_mapping_tabs(
+        PROJECT_ROOT / "config" / "mapping.yaml")["stages"][0]["probability"]))
     assert not sensor.tick().run_requests  # back to what the cursor knows
+
+
+def test_a_practice_disabled_by_its_rows_gets_no_rerun(sensor: Sensor, mapping_path: Path) -> None:
+    set_role(mapping_path, "mb", 2, "vip")
+    [request] = sensor.tick().run_requests
+    # mapping_config alone, so its practices_valid check shows the row; mb's deals are not rebuilt
+    assert set(request.asset_selection) == {MAPPING}
 
 
 def test_without_a_cursor_the_last_materialization_is_the_baseline(
         mapping_path: Path, instance: DagsterInstance) -> None:
+    warehouse = WarehouseResource(url=f"sqlite:///{mapping_path.parent / 'warehouse.sqlite'}")
     assert materialize([mapping_config], instance=instance,
-                       resources={"mapping": MappingResource(path=str(mapping_path))}).success
+                       resources={"mapping": MappingResource(path=str(mapping_path)),
+                                  "warehouse": warehouse}).success
     fresh = Sensor(mapping_path, instance)
     assert "baseline recorded" in fresh.tick().skip_message  # same as materialized
 

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 from dagster import build_schedule_context
 
 from biss_pipeline.domain.mapping.practices import parse_practices
+from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.sensors.schedules import SyncWindows, build_practice_schedules
 
 [PRACTICE] = parse_practices([{"id": "mb", "name": "Magdeburg", "key_prefix": "MB_",
@@ -15,7 +16,9 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def evaluate(schedule, when: dt.datetime):
-    return schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=when)).run_requests
+    # the shipped mapping: every practice in it is valid, so no schedule skips
+    return schedule.evaluate_tick(build_schedule_context(
+        scheduled_execution_time=when, resources={"mapping": MappingResource()})).run_requests
 
 
 def test_incremental_and_nightly_windows_come_from_the_tick() -> None:

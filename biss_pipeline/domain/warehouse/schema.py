@@ -21,6 +21,16 @@ def _partition_columns() -> list[sa.Column]:
     ]
 
 
+# -- the mapping sheet's last good version: what the pipeline falls back to while the sheet cannot be
+# read (a Sheets outage, missing credentials). One row, replaced whenever the mapping loads.
+mapping_last_good = sa.Table(
+    "mapping_last_good", metadata,
+    sa.Column("slot", sa.String(16), primary_key=True),  # always "last"
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("state_json", sa.Text, nullable=False),  # canonical tabs + disabled practices
+    sa.Column("source", sa.Text, nullable=False),  # where it was read from (no secrets)
+)
+
 practices = sa.Table(
     "practices", metadata,
     sa.Column("practice_id", sa.String(16), primary_key=True),
