@@ -48,6 +48,7 @@ import sqlalchemy as sa
 
 from biss_pipeline.domain.ivoris.entities import APPOINTMENT, DOCUMENT_ENTRY, PATIENT_FIELDS
 from biss_pipeline.domain.ivoris.extract import (
+    REFERENCE_FIELDS,
     ExtractedRows,
     day_of,
     modification_day,
@@ -210,6 +211,20 @@ def read_export(path: Path | str, kind: ExportKind) -> Iterator[CsvLine]:
             yield CsvLine(line, None if problem else record, problem)
 
 
+
+# A CSV has no integer type: an id written as plain digits is the integer the API would have sent, and
+# anything else in an id column stays text, so extraction quarantines it as a non-integer id.
+_ID_COLUMNS = frozenset({"id"}) | REFERENCE_FIELDS
+
+
+def _api_typed(record: dict[str, Any]) -> dict[str, Any]:
+    for name in _ID_COLUMNS.intersection(record):
+        text = record[name].strip() if isinstance(record[name], str) else None
+        if text is not None and text.isascii() and text.isdigit():
+            record[name] = int(text)
+    return record
+
+
 # -- spill: every record once on disk, resolved and read back month by month ------------------------
 
 class _Spill:
@@ -301,13 +316,13 @@ class _Spill:
             "SELECT record FROM records WHERE entity = ? AND winner = 1 "
             "AND (day BETWEEN ? AND ? OR (? AND day IS NULL)) ORDER BY line",
             (entity, date_from.isoformat(), date_to.isoformat(), undated)).fetchall()
-        return [json.loads(record) for (record,) in rows]
+        return [_api_typed(json.loads(record)) for (record,) in rows]
 
     def patients_modified(self, date_from: dt.date, date_to: dt.date) -> list[dict[str, Any]]:
         rows = self.db.execute(
             "SELECT record FROM records WHERE entity = 'patient' AND winner = 1 AND ivoris_id IS NOT NULL "
             "AND day BETWEEN ? AND ? ORDER BY line", (date_from.isoformat(), date_to.isoformat())).fetchall()
-        return [json.loads(record) for (record,) in rows]
+        return [_api_typed(json.loads(record)) for (record,) in rows]
 
     def patients(self, ids: Iterable[str]) -> list[dict[str, Any]]:
         """The patients with these ids, in file order."""
@@ -317,12 +332,12 @@ class _Spill:
         rows = self.db.execute(
             "SELECT record FROM records WHERE entity = 'patient' AND winner = 1 "
             "AND ivoris_id IN (SELECT ivoris_id FROM wanted) ORDER BY line").fetchall()
-        return [json.loads(record) for (record,) in rows]
+        return [_api_typed(json.loads(record)) for (record,) in rows]
 
     def unkeyed_patients(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT record FROM records WHERE entity = 'patient' AND ivoris_id IS NULL "
                                "ORDER BY line").fetchall()
-        return [json.loads(record) for (record,) in rows]
+        return [_api_typed(json.loads(record)) for (record,) in rows]
 
     def _unreferenced_patients(self, date_from: dt.date, date_to: dt.date, inside: bool | None) -> list[str]:
         """Keyed patients no appointment of the window references, by modification day: none
