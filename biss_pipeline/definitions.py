@@ -19,6 +19,7 @@ from biss_pipeline.assets.kpi import build_kpi_assets
 from biss_pipeline.assets.mapping import mapping_config
 from biss_pipeline.assets.migration_import import build_migration_import_assets
 from biss_pipeline.assets.staging import build_practice_staging_assets
+from biss_pipeline.checks.deals import build_deal_quality_checks_for
 from biss_pipeline.checks.hubspot import build_hubspot_checks
 from biss_pipeline.checks.ivoris import build_document_entry_checks
 from biss_pipeline.checks.quarantine import build_quarantine_checks
@@ -62,6 +63,7 @@ def build_definitions(mapping_path: Path | None = None, windows: SyncWindows | N
             *(check for p in practices for check in build_document_entry_checks(p)),
             *build_hubspot_checks(practice_ids),
             *build_quarantine_checks(practice_ids),
+            *build_deal_quality_checks_for(practice_ids),
         ],
         jobs=[
             *(job for p in practices for job in build_practice_jobs(p)),
