@@ -25,6 +25,7 @@ from biss_pipeline.checks.ivoris import build_document_entry_checks
 from biss_pipeline.checks.quarantine import build_quarantine_checks
 from biss_pipeline.domain.ivoris.entities import ENTITIES
 from biss_pipeline.jobs.pipelines import build_practice_jobs, build_reference_job
+from biss_pipeline.jobs.preview import build_rule_preview_job
 from biss_pipeline.jobs.remediation import build_remediation_job
 from biss_pipeline.keys import KPI_ASSET_KEYS, MAPPING_ASSET_KEY, pipeline_job_name, practice_asset_key
 from biss_pipeline.resources import mapping_resource, resources_for
@@ -67,6 +68,7 @@ def build_definitions(mapping_path: Path | None = None, windows: SyncWindows | N
         ],
         jobs=[
             *(job for p in practices for job in build_practice_jobs(p)),
+            *(build_rule_preview_job(p) for p in practices),
             build_reference_job(practices),
             build_remediation_job(practice_ids),
         ],
