@@ -327,7 +327,8 @@ def test_kpi_assets_write_tables_chart_and_report(warehouse_url: str, reports_ho
     [report_event] = [e for e in result.get_asset_materialization_events() if e.asset_key == REPORT_KEY]
     metadata = report_event.materialization.metadata
     assert metadata["as_of"].value == "2026-03-10"  # the newest Ivoris change, not today
-    assert metadata["chart"].value.startswith("![Weekly KPIs](data:image/png;base64,")
+    assert "chart" not in metadata  # no base64 image in the event log: a link to the file
+    assert metadata["chart_url"].value == chart.resolve().as_uri()
     assert metadata["chart_path"].value == str(chart)
     assert metadata["report_path"].value == str(report)
     assert "| mb | 2 | 33.3 % | 490.00 EUR | 3 | 0 |" in metadata["headline"].value
