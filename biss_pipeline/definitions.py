@@ -20,6 +20,7 @@ from biss_pipeline.assets.kpi import build_kpi_assets
 from biss_pipeline.assets.mapping import mapping_config
 from biss_pipeline.assets.migration_import import build_migration_import_assets
 from biss_pipeline.assets.staging import build_practice_staging_assets
+from biss_pipeline.checks.deals import build_deal_quality_checks_for
 from biss_pipeline.checks.hubspot import build_hubspot_checks
 from biss_pipeline.checks.ivoris import build_document_entry_checks, build_extraction_checks
 from biss_pipeline.checks.quarantine import build_quarantine_checks
@@ -27,6 +28,7 @@ from biss_pipeline.domain.ivoris.entities import ENTITIES
 from biss_pipeline.jobs.pipelines import build_practice_jobs, build_reference_job
 from biss_pipeline.jobs.preview import build_preview_job
 from biss_pipeline.jobs.remediation import build_remediation_job
+from biss_pipeline.jobs.rule_preview import build_rule_preview_job
 from biss_pipeline.keys import KPI_ASSET_KEYS, MAPPING_ASSET_KEY, pipeline_job_name, practice_asset_key
 from biss_pipeline.resources import mapping_resource, resources_for
 from biss_pipeline.sensors.alerts import run_failure_alert_sensor
@@ -65,9 +67,11 @@ def build_definitions(mapping_path: Path | None = None, windows: SyncWindows | N
             *(check for p in practices for check in build_extraction_checks(p)),
             *build_hubspot_checks(practice_ids),
             *build_quarantine_checks(practice_ids),
+            *build_deal_quality_checks_for(practice_ids),
         ],
         jobs=[
             *(job for p in practices for job in build_practice_jobs(p)),
+            *(build_rule_preview_job(p) for p in practices),
             build_reference_job(practices),
             build_remediation_job(practice_ids),
             *(build_preview_job(pid) for pid in practice_ids),

@@ -128,6 +128,7 @@ def _summary(practices: list, hubspot: Any, writes: int) -> None:
                               for p in ids]), sum(c)] for stage in Stage
     ] + [["revenue EUR", *(f"{sum(d['amount_cents'] for d in deals if d['practice_id'] == p) / 100:,.2f}"
                            for p in ids), f"{sum(d['amount_cents'] for d in deals) / 100:,.2f}"]])
+    _deal_rules_summary(warehouse, ids)
     _say("")
     _table(f"HubSpot (emulated): {writes} write calls in this demo run", ["object", "count"], [
         ["contacts", len(hubspot.objects("contacts"))], ["deals", len(hubspot.objects("deals"))],
@@ -157,6 +158,48 @@ def _doctor(hubspot: Any) -> None:
     _say(f"`biss-pipeline hubspot doctor` for the emulated portal ({hubspot.base_url})")
     for line in text.splitlines():
         _say(f"  {line}")
+
+
+def _deal_rules_summary(warehouse: Any, ids: list[str]) -> None:
+    """SPEC §5 r2 in figures: lost deals by reason, reopened deals, stale appointments and the revenue
+    counted for no deal, per practice."""
+    import sqlalchemy as sa
+
+    from biss_pipeline.domain.deals.quality import stale_summary, uncounted_summary
+    from biss_pipeline.domain.kpi.metrics import LOST_REASONS
+    from biss_pipeline.domain.warehouse import schema
+
+    deals = warehouse.read_rows(sa.select(schema.deals.c.practice_id, schema.deals.c.stage,
+                                          schema.deals.c.lost_reason, schema.deals.c.reopened_count))
+
+    def count(practice: str, keep: Any) -> int:
+        return sum(1 for d in deals if d["practice_id"] == practice and keep(d))
+
+    rows = [[f"Verloren ({reason})", *(c := [count(p, lambda d, r=reason: d["stage"] == "verloren"
+                                                   and d["lost_reason"] == r) for p in ids]), sum(c)]
+            for reason in LOST_REASONS]
+    rows.append(["reopened by a rebooking", *(c := [count(p, lambda d: (d["reopened_count"] or 0) > 0)
+                                                   for p in ids]), sum(c)])
+    stale = {p: stale_summary(warehouse, p) for p in ids}
+    rows.append(["stale appointments", *(c := [stale[p]["stale_appointments"] for p in ids]), sum(c)])
+    _say("")
+    _table("Lost deals by reason, reopened deals, stale appointments (SPEC §5 r2)", ["", *ids, "total"], rows)
+    uncounted = {p: uncounted_summary(warehouse, p) for p in ids}
+    labels = sorted({label for u in uncounted.values() for label in u["by_detail"]})
+
+    def eur(cents: int) -> str:
+        return f"{cents / 100:,.2f}"
+
+    detail_rows = [[label, *(eur(uncounted[p]["by_detail"].get(label, {}).get("cents", 0)) for p in ids),
+                    eur(sum(uncounted[p]["by_detail"].get(label, {}).get("cents", 0) for p in ids))]
+                   for label in labels]
+    detail_rows.append(["total EUR", *(eur(uncounted[p]["cents"]) for p in ids),
+                        eur(sum(u["cents"] for u in uncounted.values()))])
+    detail_rows.append(["entries", *(uncounted[p]["entries"] for p in ids),
+                        sum(u["entries"] for u in uncounted.values())])
+    _say("")
+    _table("Uncounted revenue (billable entries counted for no deal), EUR by reason/detail",
+           ["reason", *ids, "total"], detail_rows)
 
 
 def run_demo() -> int:

@@ -104,6 +104,11 @@ def pipeline_job_name(practice: PracticeConfig) -> str:
     return f"pipeline_{practice.practice_id}"
 
 
+def rule_preview_job_name(practice: PracticeConfig) -> str:
+    """The dry run of a deal-rule change (not the HubSpot sync's dry run)."""
+    return f"rule_preview_{practice.practice_id}"
+
+
 # -- run tags ----------------------------------------------------------------------------------------
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

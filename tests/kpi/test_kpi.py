@@ -333,6 +333,8 @@ def deal_scenario() -> pd.DataFrame:
     return frame.assign(
         reached_erstberatung=frame["deal_key"].isin(reached),
         reached_behandlung=frame["deal_key"].isin({"MB_2", "MB_3"}),
+        lost_reason=frame["deal_key"].map({"MB_4": "inactive", "MB_5": "cancelled"}),
+        reopened_count=frame["deal_key"].map({"MB_2": 1, "MB_6": 2}).fillna(0).astype(int),
     )
 
 
@@ -420,7 +422,74 @@ def test_deal_kpis_by_grain_add_up() -> None:
             "cohort_behandlung": 2,
             "treatments_started": 2,
             "treatments_completed": 1,
+            "lost_cancelled": 1,
+            "lost_no_show": 0,
+            "lost_clarified": 0,
+            "lost_inactive": 1,
+            "deals_reopened": 2,
         }
+
+
+def test_lost_deals_by_reason_by_closing_date_and_reopened_by_opening_date() -> None:
+    table = kpi.deal_kpis(deal_scenario())
+    wanted = ("deals_lost", "lost_inactive", "lost_cancelled")
+    assert {k: row(table, "day", "2026-03-20")[k] for k in wanted} == {
+        "deals_lost": 1, "lost_inactive": 1, "lost_cancelled": 0}
+    assert {k: row(table, "day", "2026-03-06")[k] for k in wanted} == {
+        "deals_lost": 1, "lost_inactive": 0, "lost_cancelled": 1}
+    assert row(table, "day", "2026-03-03")["deals_reopened"] == 1
+    assert row(table, "day", "2026-03-07")["deals_reopened"] == 1
+    assert row(table, "day", "2026-03-04")["deals_reopened"] == 0
+
+
+@pytest.mark.parametrize(
+    ("stage", "lead_completed", "erstberatung", "behandlung"),
+    [
+        ("erstberatung", True, True, False),
+        ("erstberatung", False, False, False),  # completed follow-ups only: no consultation converted
+        ("in_behandlung", False, False, True),
+        ("abgeschlossen", True, True, True),
+        ("verloren", True, True, False),
+    ],
+)
+def test_conversion_counts_deals_that_reached_erstberatung_by_a_lead(
+    stage: str, lead_completed: bool, erstberatung: bool, behandlung: bool
+) -> None:
+    frame = appointments(("MB_0", "2026-03-02T09:00", "completed"))
+    membership = members_of(frame).assign(deal_key="MB_0")
+    deal_frame = deals(("MB_0", stage, "2026-03-02", None, None)).assign(lead_completed=lead_completed)
+    milestones = kpi.deal_milestones(deal_frame, membership, frame)
+    assert milestones[["reached_erstberatung", "reached_behandlung"]].iloc[0].tolist() == [
+        erstberatung, behandlung]
+    week = row(kpi.deal_kpis(milestones), "week", "2026-03-02")
+    # cohort_behandlung is a subset of cohort_erstberatung: a treatment without a consultation is not a
+    # conversion
+    assert (week["cohort_erstberatung"], week["cohort_behandlung"]) == (
+        int(erstberatung), int(erstberatung and behandlung))
+
+
+def test_uncounted_revenue_per_period_and_reason() -> None:
+    lines = pd.DataFrame(
+        [
+            {"practice_id": "mb", "entry_date": D("2026-03-02"), "reason": "appointment_not_completed",
+             "amount_cents": 48000},
+            {"practice_id": "mb", "entry_date": D("2026-03-04"), "reason": "appointment_not_completed",
+             "amount_cents": -1000},
+            {"practice_id": "mb", "entry_date": D("2026-03-09"), "reason": "outside_deal_windows",
+             "amount_cents": 12345},
+            {"practice_id": "rb", "entry_date": D("2026-03-02"), "reason": "outside_deal_windows",
+             "amount_cents": 500},
+        ]
+    )
+    table = kpi.uncounted_kpis(lines)
+    assert row(table, "week", "2026-03-02", reason="appointment_not_completed")["amount_cents"] == 47000
+    assert row(table, "week", "2026-03-02", reason="appointment_not_completed")["entries"] == 2
+    assert row(table, "month", "2026-03-01", reason="outside_deal_windows")["amount_cents"] == 12345
+    rb = row(table, "month", "2026-03-01", practice="rb", reason="outside_deal_windows")
+    assert rb["amount_cents"] == 500
+    for grain in kpi.GRAINS:
+        assert table.loc[table["grain"] == grain, "amount_cents"].sum() == 47000 + 12345 + 500
+    assert list(table.columns) == list(kpi.UNCOUNTED_KPI_COLUMNS)
 
 
 # --- revenue ---------------------------------------------------------------------------------------
@@ -558,6 +627,11 @@ def test_open_deals_without_closing_dates_count_only_as_opened() -> None:
             "treatments_started": 0,
             "treatments_completed": 0,
             "treatment_completion_rate": None,
+            "lost_cancelled": 0,
+            "lost_no_show": 0,
+            "lost_clarified": 0,
+            "lost_inactive": 0,
+            "deals_reopened": 0,
         }
     ]
 

@@ -55,6 +55,7 @@ def deal(
     started: str | None = None,
     closed: str | None = None,
     amount: int = 0,
+    lost_reason: str | None = None,
 ) -> dict:
     day = dt.date.fromisoformat
     return {
@@ -73,8 +74,10 @@ def deal(
         "closed_date": day(closed) if closed else None,
         "amount_cents": amount,
         "treatment_category": None,
-        "lost_reason": None,
+        "lost_reason": lost_reason,
         "num_appointments": 1,
+        # every seeded deal past stage 1 began with a completed lead
+        "lead_completed": number in (2, 3, 4),
     }
 
 
@@ -118,8 +121,10 @@ def seed(warehouse: Warehouse) -> None:
             started="2026-03-05",
             amount=49000,
         ),
-        deal("mb", "MB_3", "MB_P2", "verloren", 5, "2026-03-04", "2026-03-04", closed="2026-03-04"),
-        deal("mb", "MB_4", "MB_P3", "verloren", 5, "2026-03-06", "2026-03-06", closed="2026-03-06"),
+        deal("mb", "MB_3", "MB_P2", "verloren", 5, "2026-03-04", "2026-03-04", closed="2026-03-04",
+             lost_reason="no_show"),
+        deal("mb", "MB_4", "MB_P3", "verloren", 5, "2026-03-06", "2026-03-06", closed="2026-03-06",
+             lost_reason="cancelled"),
         deal("mb", "MB_5", "MB_P4", "termin_gebucht", 1, "2026-03-12", "2026-03-12"),
         deal("rb", "RB_1", "RB_P1", "erstberatung", 2, "2026-03-03", "2026-03-03"),
     ]
@@ -148,6 +153,17 @@ def seed(warehouse: Warehouse) -> None:
             ],
         )
         connection.execute(schema.deal_entries.insert(), entries)
+        connection.execute(schema.uncounted_entries.insert(), [
+            uncounted("MB_U1", "2026-03-04", 1200, "appointment_not_completed", "arrived"),
+            uncounted("MB_U2", "2026-03-20", 3000, "outside_deal_windows", "after_grace_window"),
+            uncounted("MB_U3", "2026-03-04", 700, "not_billable", None),  # never revenue: left out
+        ])
+
+
+def uncounted(key: str, on: str, cents: int, reason: str, detail: str | None) -> dict:
+    return {"entry_key": key, "practice_id": "mb", "patient_key": "MB_P1", "appointment_key": None,
+            "entry_date": dt.date.fromisoformat(on), "amount_cents": cents, "reason": reason,
+            "detail": detail}
 
 
 def snapshot(warehouse: Warehouse) -> dict[str, list[tuple]]:
@@ -257,7 +273,13 @@ def test_kpi_assets_write_tables_chart_and_report(warehouse_url: str, reports_ho
         "treatments_completed": 0,
         "treatment_completion_rate": 0.0,
     }
-    rb = one(warehouse, schema.kpi_deals, practice_id="rb", grain="month", period_start=dt.date(2026, 3, 1))
+    assert (deals["lost_no_show"], deals["lost_cancelled"], deals["lost_inactive"]) == (1, 1, 0)
+    month = {"grain": "month", "period_start": dt.date(2026, 3, 1)}
+    lost = warehouse.read_rows(sa.select(schema.kpi_uncounted).where(
+        schema.kpi_uncounted.c.practice_id == "mb", schema.kpi_uncounted.c.grain == "month"))
+    assert sorted((r["reason"], r["entries"], r["amount_cents"]) for r in lost) == [
+        ("appointment_not_completed", 1, 1200), ("outside_deal_windows", 1, 3000)]
+    rb = one(warehouse, schema.kpi_deals, practice_id="rb", **month)
     assert (rb["cohort_erstberatung"], rb["cohort_behandlung"], rb["conversion_rate"]) == (1, 0, 0.0)
     assert rb["treatment_completion_rate"] is None
 
@@ -298,14 +320,15 @@ def test_kpi_assets_write_tables_chart_and_report(warehouse_url: str, reports_ho
         "Definitions",
     ):
         assert text in html, text
-    assert "<table" in html and html.count("<h2>") == 7
+    assert "<table" in html and html.count("<h2>") == 8  # 7 KPI sections + uncounted revenue
     for personal in ("MB_P1", "RB_P1", "MB_1", "MB_E1"):
         assert personal not in html
 
     [report_event] = [e for e in result.get_asset_materialization_events() if e.asset_key == REPORT_KEY]
     metadata = report_event.materialization.metadata
     assert metadata["as_of"].value == "2026-03-10"  # the newest Ivoris change, not today
-    assert metadata["chart"].value.startswith("![Weekly KPIs](data:image/png;base64,")
+    assert "chart" not in metadata  # no base64 image in the event log: a link to the file
+    assert metadata["chart_url"].value == chart.resolve().as_uri()
     assert metadata["chart_path"].value == str(chart)
     assert metadata["report_path"].value == str(report)
     assert "| mb | 2 | 33.3 % | 490.00 EUR | 3 | 0 |" in metadata["headline"].value

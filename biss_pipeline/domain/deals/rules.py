@@ -66,6 +66,8 @@ pending" is judged at the horizon)
 |                  |                  | `behandlungsstart` = date of the first such appointment          |
 | 2 Erstberatung   | `erstberatung`   | progress: any appointment completed (a `lead`, and also a        |
 |                  |                  | completed `followup` or a completed, not (yet) billed treatment) |
+|                  |                  | `lead_completed`: a `lead` member is completed (the KPIs'        |
+|                  |                  | conversion counts deals that reached stage 2 this way)           |
 | 1 Termin gebucht | `termin_gebucht` | progress: nothing completed yet                                  |
 
 Consequences and choices for the cases the spec leaves open
@@ -106,7 +108,10 @@ Revenue
 | R4   | each entry counts for at most one deal; every entry that counts for none is listed in           |
 |      | `uncounted_entries` with its reason: `unmatched_rule` (no matching rule), `not_billable`,       |
 |      | `appointment_not_completed`, `appointment_ignored`, `appointment_unknown`,                      |
-|      | `outside_deal_windows` (outside every window)                                                   |
+|      | `outside_deal_windows` (outside every window). `detail` narrows it: the linked appointment's   |
+|      | status for `appointment_not_completed` (`booked`/`confirmed`: set back or never updated,       |
+|      | `arrived`: left arrived, or a cancelled/no-show/clarified visit), `before_first_deal` or       |
+|      | `after_grace_window` for `outside_deal_windows`                                                 |
 | R5   | `amount_cents` = exact integer sum of the counted entries, corrections (negative amounts)       |
 |      | included; `deal_revenue` has one row per (revenue bucket, treatment category) and adds up       |
 |      | exactly to it                                                                                   |
@@ -195,6 +200,11 @@ UNCOUNTED_REASONS: tuple[str, ...] = (
     OUTSIDE_DEAL_WINDOWS,
 )
 
+# Values of `uncounted_entries.detail` for `outside_deal_windows` (for `appointment_not_completed` the
+# detail is the linked appointment's status).
+BEFORE_FIRST_DEAL = "before_first_deal"
+AFTER_GRACE_WINDOW = "after_grace_window"
+
 # Values of `deal_entries.counted_by`.
 BY_APPOINTMENT = "appointment"
 BY_WINDOW = "window"
@@ -241,6 +251,7 @@ DEALS_SCHEMA: Mapping[str, str] = {
     "lost_reason": "str",
     "num_appointments": "int64",
     "reopened_count": "int64",
+    "lead_completed": "bool",
 }
 DEAL_APPOINTMENTS_SCHEMA: Mapping[str, str] = {
     "deal_key": "str",
@@ -277,6 +288,7 @@ UNCOUNTED_ENTRIES_SCHEMA: Mapping[str, str] = {
     "entry_date": "object",
     "amount_cents": "int64",
     "reason": "str",
+    "detail": "str",
 }
 STALE_APPOINTMENTS_SCHEMA: Mapping[str, str] = {
     "practice_id": "str",
@@ -435,6 +447,9 @@ class _JourneyDraft:
     # when this one is, so one comparison answers it.
     last_pending_status_day: date | None = None
     losses_undone: set[str] = field(default_factory=set)
+    # A completed `lead` member: the deal reached Erstberatung by a consultation, which is what the
+    # conversion KPI Erstberatung -> Behandlung counts (a completed follow-up alone does not).
+    lead_completed: bool = False
 
     def add(self, appointment: _Appointment, billed_appointment_keys: set[str]) -> None:
         self.appointments.append(appointment)
@@ -444,6 +459,7 @@ class _JourneyDraft:
         self.last_final = appointment
         if appointment.status == COMPLETED:
             self.any_completed = True
+            self.lead_completed = self.lead_completed or appointment.role == "lead"
             if (
                 appointment.role == "treatment"
                 and appointment.key in billed_appointment_keys
@@ -493,6 +509,7 @@ class _Journey:
     closed_date: date | None
     lost_reason: str | None
     reopened_count: int
+    lead_completed: bool
 
     @property
     def key(self) -> str:
@@ -525,6 +542,7 @@ def _finish(
         closed_date=None if closing is None else closing.closed_date,
         lost_reason=None if closing is None else closing.lost_reason,
         reopened_count=len(draft.losses_undone),
+        lead_completed=draft.lead_completed,
     )
 
 
@@ -584,6 +602,20 @@ def _attribute_entry(
     if index >= 0 and entry.day <= journeys[index].last_day + timedelta(days=settings.entry_grace_days):
         return index, BY_WINDOW
     return None, OUTSIDE_DEAL_WINDOWS
+
+
+def _uncounted_detail(
+    entry: _Entry, reason: str, appointments_by_key: Mapping[str, _Appointment], first_days: list[date]
+) -> str | None:
+    """Why, more precisely, for the reasons a practice can act on (R4): the linked appointment's status
+    (`booked` or `confirmed`: a visit set back or never updated; `arrived`: left in the chair), or where
+    the entry lies outside the windows (`before_first_deal`, `after_grace_window`: a lab bill later than
+    `entry_grace_days` after the last visit)."""
+    if reason == APPOINTMENT_NOT_COMPLETED:
+        return appointments_by_key[entry.appointment_key].status if entry.appointment_key else None
+    if reason == OUTSIDE_DEAL_WINDOWS:
+        return BEFORE_FIRST_DEAL if not first_days or entry.day < first_days[0] else AFTER_GRACE_WINDOW
+    return None
 
 
 def _main_treatment_category(totals: Mapping[tuple[str, str], int]) -> str | None:
@@ -658,6 +690,7 @@ def _compute_journey_group(
                     "entry_date": entry.day,
                     "amount_cents": entry.amount_cents,
                     "reason": how,
+                    "detail": _uncounted_detail(entry, how, appointments_by_key, first_days),
                 }
             )
         else:
@@ -725,6 +758,7 @@ def _compute_journey_group(
                 "lost_reason": journey.lost_reason,
                 "num_appointments": len(journey.appointments),
                 "reopened_count": journey.reopened_count,
+                "lead_completed": journey.lead_completed,
             }
         )
 

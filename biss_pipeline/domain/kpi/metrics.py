@@ -72,6 +72,19 @@ that figure.
 |                           | *started* in the period. Empty when none started. Recent periods are  |
 |                           | low by design: a treatment counts as completed only after the quiet   |
 |                           | period without appointments (`close_after_days`)                      |
+| lost_cancelled, lost_no_show, lost_clarified, lost_inactive | deals_lost split by `lost_reason`, by   |
+|                           | closing date; they add up to deals_lost (r2)                          |
+| deals_reopened            | deals a rebooking reopened (`reopened_count` > 0), by opening date     |
+
+(r2) With `lead_completed` in the deals (the pipeline always has it), *reaches Erstberatung* for the
+conversion means: one of the deal's `lead` appointments is completed. A journey of completed
+follow-ups only is not a consultation that converted.
+
+Uncounted revenue (`kpi_uncounted`, r2)
+---------------------------------------
+Billable entries counted for no deal (`uncounted_entries` without `not_billable`), per period of the
+entry's date and `reason`: `entries` and exact `amount_cents`. So the euros a practice is not
+crediting show per week and month, next to the revenue.
 
 Revenue (`kpi_revenue`)
 -----------------------
@@ -101,7 +114,7 @@ data is always the same.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -125,6 +138,8 @@ APPOINTMENT_COUNTS: tuple[str, ...] = (
     "pending",
 )
 APPOINTMENT_KPI_COLUMNS: tuple[str, ...] = (*PERIOD_COLUMNS, *APPOINTMENT_COUNTS, "no_show_rate")
+LOST_REASONS: tuple[str, ...] = ("cancelled", "no_show", "clarified", "inactive")
+LOST_BY_REASON: tuple[str, ...] = tuple(f"lost_{reason}" for reason in LOST_REASONS)
 DEAL_COUNTS: tuple[str, ...] = (
     "deals_opened",
     "deals_won",
@@ -133,6 +148,8 @@ DEAL_COUNTS: tuple[str, ...] = (
     "cohort_behandlung",
     "treatments_started",
     "treatments_completed",
+    *LOST_BY_REASON,
+    "deals_reopened",
 )
 DEAL_KPI_COLUMNS: tuple[str, ...] = (
     *PERIOD_COLUMNS,
@@ -145,6 +162,8 @@ DEAL_KPI_COLUMNS: tuple[str, ...] = (
     "treatments_started",
     "treatments_completed",
     "treatment_completion_rate",
+    *LOST_BY_REASON,
+    "deals_reopened",
 )
 REVENUE_KPI_COLUMNS: tuple[str, ...] = (*PERIOD_COLUMNS, "treatment_category", "entries", "amount_cents")
 
@@ -158,19 +177,29 @@ DEAL_INPUT: tuple[str, ...] = (
     "closed_date",
 )
 DEAL_APPOINTMENT_INPUT: tuple[str, ...] = ("practice_id", "deal_key", "appointment_key")
+# Optional deal columns of SPEC §5 r2; without them the r2 figures are 0 and the conversion cohort falls
+# back to "any completed appointment".
+DEAL_R2_INPUT: tuple[str, ...] = ("lost_reason", "reopened_count", "lead_completed")
 ENTRY_INPUT: tuple[str, ...] = ("practice_id", "entry_date", "treatment_category", "amount_cents")
+UNCOUNTED_INPUT: tuple[str, ...] = ("practice_id", "entry_date", "reason", "amount_cents")
+UNCOUNTED_KPI_COLUMNS: tuple[str, ...] = (*PERIOD_COLUMNS, "reason", "entries", "amount_cents")
 
 _REACHED_BEHANDLUNG = frozenset({Stage.IN_BEHANDLUNG.value, Stage.ABGESCHLOSSEN.value})
 _REACHED_ERSTBERATUNG = frozenset({Stage.ERSTBERATUNG.value, *_REACHED_BEHANDLUNG})
 
 
+def _empty_uncounted() -> pd.DataFrame:
+    return _empty(UNCOUNTED_KPI_COLUMNS, ("entries", "amount_cents"))
+
+
 @dataclass(frozen=True, eq=False)
 class KpiTables:
-    """The three KPI tables, columns as in `*_KPI_COLUMNS`, sorted by practice, grain, period."""
+    """The KPI tables, columns as in `*_KPI_COLUMNS`, sorted by practice, grain, period."""
 
     appointments: pd.DataFrame
     deals: pd.DataFrame
     revenue: pd.DataFrame
+    uncounted: pd.DataFrame = field(default_factory=_empty_uncounted)
 
 
 # --- periods ------------------------------------------------------------------------------------
@@ -354,9 +383,14 @@ def deal_milestones(
     has_completed = deal_ids.isin(pd.MultiIndex.from_frame(with_completed[["practice_id", "deal_key"]]))
     stage = deals["stage"].astype(str)
     reached_behandlung = stage.isin(_REACHED_BEHANDLUNG)
-    reached_erstberatung = stage.isin(_REACHED_ERSTBERATUNG) | (
-        (stage == Stage.VERLOREN.value) & has_completed
-    )
+    if "lead_completed" in deals.columns:
+        # SPEC §5 r2 / issue 12: the conversion counts deals that reached stage 2 by a `lead` appointment
+        # (a journey of follow-ups only is no consultation that converted).
+        reached_erstberatung = deals["lead_completed"].fillna(False).astype(bool)
+    else:
+        reached_erstberatung = stage.isin(_REACHED_ERSTBERATUNG) | (
+            (stage == Stage.VERLOREN.value) & has_completed
+        )
     return deals.assign(
         reached_erstberatung=reached_erstberatung.to_numpy(dtype=bool),
         reached_behandlung=reached_behandlung.to_numpy(dtype=bool),
@@ -373,6 +407,10 @@ def deal_kpis(deals: pd.DataFrame, grains: Sequence[str] = GRAINS) -> pd.DataFra
     erstberatung = deals["reached_erstberatung"].astype(bool)
     behandlung = deals["reached_behandlung"].astype(bool)
     started = behandlung & deals["behandlungsstart"].notna()
+    reason = (deals["lost_reason"] if "lost_reason" in deals.columns
+              else pd.Series(None, index=deals.index, dtype=object)).astype(object)
+    reopened = (pd.to_numeric(deals["reopened_count"]).fillna(0) > 0 if "reopened_count" in deals.columns
+                else pd.Series(False, index=deals.index))
     opened_on, closed_on, started_on = (
         deals["first_appointment_date"],
         deals["closed_date"],
@@ -384,9 +422,13 @@ def deal_kpis(deals: pd.DataFrame, grains: Sequence[str] = GRAINS) -> pd.DataFra
             _events(practice[won], closed_on[won], "deals_won"),
             _events(practice[lost], closed_on[lost], "deals_lost"),
             _events(practice[erstberatung], opened_on[erstberatung], "cohort_erstberatung"),
-            _events(practice[behandlung], opened_on[behandlung], "cohort_behandlung"),
+            _events(practice[erstberatung & behandlung], opened_on[erstberatung & behandlung],
+                    "cohort_behandlung"),
             _events(practice[started], started_on[started], "treatments_started"),
             _events(practice[started & won], started_on[started & won], "treatments_completed"),
+            *(_events(practice[lost & (reason == r)], closed_on[lost & (reason == r)], f"lost_{r}")
+              for r in LOST_REASONS),
+            _events(practice[reopened], opened_on[reopened], "deals_reopened"),
         ],
         ignore_index=True,
     )
@@ -445,6 +487,38 @@ def revenue_kpis(deal_entries: pd.DataFrame, grains: Sequence[str] = GRAINS) -> 
     return _sorted(table, REVENUE_KPI_COLUMNS, ["treatment_category"])
 
 
+def uncounted_kpis(uncounted: pd.DataFrame, grains: Sequence[str] = GRAINS) -> pd.DataFrame:
+    """`kpi_uncounted`: billable entries counted for no deal per period (entry date) and reason, exact
+    cents. Like `revenue_kpis`, a row may stand for several lines (`entries`). Lines without a date
+    cannot be placed in a period and are left out here (the check on the deals counts them)."""
+    _require(uncounted, UNCOUNTED_INPUT, "uncounted_entries")
+    uncounted = uncounted.loc[uncounted["entry_date"].notna()]
+    if uncounted.empty:
+        return _empty_uncounted()
+    counts = uncounted["entries"] if "entries" in uncounted.columns else pd.Series(1, uncounted.index)
+    lines = pd.DataFrame(
+        {
+            "practice_id": uncounted["practice_id"].astype(str).to_numpy(),
+            "day": _days(uncounted["entry_date"]).to_numpy(),
+            "reason": uncounted["reason"].astype(str).to_numpy(),
+            "entries": pd.Series([int(v) for v in counts], dtype="int64").to_numpy(),
+            "amount_cents": pd.Series([int(v) for v in uncounted["amount_cents"]], dtype="int64").to_numpy(),
+        }
+    )
+    tables = []
+    for grain in grains:
+        grouped = (
+            lines.assign(period_start=period_starts(lines["day"], grain))
+            .groupby(["practice_id", "period_start", "reason"], sort=True)[["entries", "amount_cents"]]
+            .sum()
+            .reset_index()
+        )
+        tables.append(_with_period_bounds(grouped, grain))
+    table = pd.concat(tables, ignore_index=True)
+    table[["entries", "amount_cents"]] = table[["entries", "amount_cents"]].astype("int64")
+    return _sorted(table, UNCOUNTED_KPI_COLUMNS, ["reason"])
+
+
 # --- all together ---------------------------------------------------------------------------------
 
 
@@ -454,6 +528,7 @@ def compute_kpis(
     deal_appointments: pd.DataFrame,
     deal_entries: pd.DataFrame,
     grains: Sequence[str] = GRAINS,
+    uncounted: pd.DataFrame | None = None,
 ) -> KpiTables:
     """All KPI tables. `appointments` holds the current version of each appointment (one row per key)."""
     duplicated = appointments.duplicated(["practice_id", "appointment_key"])
@@ -466,6 +541,7 @@ def compute_kpis(
         appointments=appointment_kpis(patient_appointments(appointments, deal_appointments), grains),
         deals=deal_kpis(deal_milestones(deals, deal_appointments, appointments), grains),
         revenue=revenue_kpis(deal_entries, grains),
+        uncounted=_empty_uncounted() if uncounted is None else uncounted_kpis(uncounted, grains),
     )
 
 
@@ -500,6 +576,8 @@ def concat_tables(parts: Sequence[KpiTables]) -> KpiTables:
             ["entries", "amount_cents"],
             extra=["treatment_category"],
         ),
+        uncounted=join([p.uncounted for p in parts], UNCOUNTED_KPI_COLUMNS, ["entries", "amount_cents"],
+                       extra=["reason"]),
     )
 
 

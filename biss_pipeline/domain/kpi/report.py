@@ -148,7 +148,22 @@ def _display_deals(frame: pd.DataFrame) -> pd.DataFrame:
     shown["treatments_started"] = frame["treatments_started"]
     shown["treatments_completed"] = frame["treatments_completed"]
     shown["treatment_completion_rate"] = [kpi.format_rate(r) for r in frame["treatment_completion_rate"]]
+    for column in (*kpi.LOST_BY_REASON, "deals_reopened"):
+        shown[column] = frame[column]
     return shown
+
+
+def _display_uncounted(frame: pd.DataFrame) -> pd.DataFrame:
+    """Periods down, reasons across: the euros of billable entries counted for no deal."""
+    if frame.empty:
+        return pd.DataFrame(columns=["practice_id", "period_start", "total"])
+    cents = frame.pivot_table(index=["practice_id", "period_start"], columns="reason", values="amount_cents",
+                              aggfunc="sum", fill_value=0)
+    cents = cents.reindex(columns=sorted(cents.columns))
+    cents["total"] = cents.sum(axis=1)
+    shown = cents.apply(lambda column: column.map(lambda value: kpi.format_eur(int(value))))
+    shown.columns.name = None
+    return shown.reset_index()
 
 
 def _display_revenue(frame: pd.DataFrame) -> pd.DataFrame:
@@ -215,6 +230,8 @@ def render_html(
         ("Monthly appointments", _html_table(_display_appointments(monthly(tables.appointments)))),
         ("Monthly deals", _html_table(_display_deals(monthly(tables.deals)))),
         ("Monthly revenue by treatment category", _html_table(_display_revenue(monthly(tables.revenue)))),
+        ("Monthly uncounted revenue by reason (billable entries counted for no deal)",
+         _html_table(_display_uncounted(monthly(tables.uncounted)))),
     ]
     stamp = as_of.isoformat() if as_of else "no data yet"
     body = "\n".join(f"<h2>{html.escape(title)}</h2>\n{content}" for title, content in sections)

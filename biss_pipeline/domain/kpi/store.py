@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import sqlalchemy as sa
 
+from biss_pipeline.domain.deals.rules import NOT_BILLABLE
 from biss_pipeline.domain.kpi import metrics as kpi
 from biss_pipeline.domain.kpi.metrics import KpiTables
 from biss_pipeline.domain.staging.as_of import chain_as_of
@@ -20,6 +21,7 @@ KPI_TABLES: Mapping[str, sa.Table] = {
     "appointments": schema.kpi_appointments,
     "deals": schema.kpi_deals,
     "revenue": schema.kpi_revenue,
+    "uncounted": schema.kpi_uncounted,
 }
 INSERT_CHUNK = 5_000
 
@@ -58,6 +60,17 @@ def _daily_revenue(practice_id: str) -> sa.Select:
     )
 
 
+def _daily_uncounted(practice_id: str) -> sa.Select:
+    """Billable entries counted for no deal, summed per day and reason in the database."""
+    table = schema.uncounted_entries
+    return (
+        sa.select(table.c.practice_id, table.c.entry_date, table.c.reason,
+                  sa.func.sum(table.c.amount_cents).label("amount_cents"), sa.func.count().label("entries"))
+        .where(table.c.practice_id == practice_id, table.c.reason != NOT_BILLABLE)
+        .group_by(table.c.practice_id, table.c.entry_date, table.c.reason)
+    )
+
+
 def practice_kpis(warehouse: Warehouse, practice_id: str, grains: Sequence[str] = kpi.GRAINS) -> KpiTables:
     """One practice's KPIs; reading practice by practice keeps memory bounded by the largest practice."""
     appointments = schema.stg_appointments
@@ -81,8 +94,9 @@ def practice_kpis(warehouse: Warehouse, practice_id: str, grains: Sequence[str] 
         appointments=current,
         deals=_frame(
             warehouse,
-            sa.select(*(deals.c[c] for c in kpi.DEAL_INPUT)).where(deals.c.practice_id == practice_id),
-            kpi.DEAL_INPUT,
+            sa.select(*(deals.c[c] for c in (*kpi.DEAL_INPUT, *kpi.DEAL_R2_INPUT))).where(
+                deals.c.practice_id == practice_id),
+            (*kpi.DEAL_INPUT, *kpi.DEAL_R2_INPUT),
         ),
         deal_appointments=_frame(
             warehouse,
@@ -93,12 +107,14 @@ def practice_kpis(warehouse: Warehouse, practice_id: str, grains: Sequence[str] 
         ),
         deal_entries=_frame(warehouse, _daily_revenue(practice_id), (*kpi.ENTRY_INPUT, "entries")),
         grains=grains,
+        uncounted=_frame(warehouse, _daily_uncounted(practice_id), (*kpi.UNCOUNTED_INPUT, "entries")),
     )
 
 
 def write_kpis(warehouse: Warehouse, tables: KpiTables) -> dict[str, int]:
-    """Replace all three KPI tables in one transaction; returns the row count per table."""
-    frames = {"appointments": tables.appointments, "deals": tables.deals, "revenue": tables.revenue}
+    """Replace all KPI tables in one transaction; returns the row count per table."""
+    frames = {"appointments": tables.appointments, "deals": tables.deals, "revenue": tables.revenue,
+              "uncounted": tables.uncounted}
     counts = {}
     with warehouse.transaction() as connection:
         for name, table in KPI_TABLES.items():
@@ -127,6 +143,7 @@ def read_kpis(
         appointments=read(schema.kpi_appointments, kpi.APPOINTMENT_KPI_COLUMNS),
         deals=read(schema.kpi_deals, kpi.DEAL_KPI_COLUMNS),
         revenue=read(schema.kpi_revenue, kpi.REVENUE_KPI_COLUMNS),
+        uncounted=read(schema.kpi_uncounted, kpi.UNCOUNTED_KPI_COLUMNS),
     )
     return kpi.concat_tables([part])
 

@@ -234,6 +234,8 @@ deals = sa.Table(
     sa.Column("num_appointments", sa.Integer, nullable=False),
     # SPEC §5 r2 rebooking: how many losses of this deal a rebooking undid, so KPIs can count reopened deals.
     sa.Column("reopened_count", sa.Integer, nullable=False, server_default="0"),
+    # A completed `lead` member: the deal reached Erstberatung by a consultation (the conversion KPI).
+    sa.Column("lead_completed", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 deal_appointments = sa.Table(
@@ -282,6 +284,8 @@ uncounted_entries = sa.Table(
     sa.Column("entry_date", sa.Date),
     sa.Column("amount_cents", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.String(32), nullable=False),
+    # e.g. the linked appointment's status (set back: booked; left arrived) or after_grace_window
+    sa.Column("detail", sa.String(32)),
     sa.PrimaryKeyConstraint("practice_id", "entry_key"),
 )
 
@@ -373,6 +377,12 @@ kpi_deals = sa.Table(
     sa.Column("treatments_started", sa.Integer, nullable=False),
     sa.Column("treatments_completed", sa.Integer, nullable=False),
     sa.Column("treatment_completion_rate", sa.Float),
+    # SPEC §5 r2: lost deals by lost_reason (by closing date) and deals a rebooking reopened (by opening date)
+    sa.Column("lost_cancelled", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lost_no_show", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lost_clarified", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lost_inactive", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deals_reopened", sa.Integer, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint("practice_id", "grain", "period_start"),
 )
 
@@ -383,4 +393,15 @@ kpi_revenue = sa.Table(
     sa.Column("entries", sa.Integer, nullable=False),
     sa.Column("amount_cents", sa.BigInteger, nullable=False),
     sa.PrimaryKeyConstraint("practice_id", "grain", "period_start", "treatment_category"),
+)
+
+# SPEC §5 r2: billable entries counted for no deal, summed per period (by entry date) and reason, so a
+# practice sees the euros it is not crediting. Non-billable and unmatched lines are not in it.
+kpi_uncounted = sa.Table(
+    "kpi_uncounted", metadata,
+    *_kpi_period_columns(),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("entries", sa.Integer, nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("practice_id", "grain", "period_start", "reason"),
 )
