@@ -50,6 +50,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from biss_pipeline.domain.hubspot.api import HubSpotError
     from biss_pipeline.domain.hubspot.client import (
         ACCESS_TOKEN_ENV,
         HUBSPOT_API_HOST,
@@ -69,8 +70,12 @@ def _run_doctor(args: argparse.Namespace) -> int:
     mapping = LocalMappingSource(Path(args.mapping) if args.mapping else mapping_file()).load()
     spec = portal_spec(SyncMapping.from_mapping(mapping))
     client = HubSpotClient(token, host, retry=RetrySettings(max_retries=2))
-    text, ready = doctor_report(client, spec)
     print(f"portal at {host}")
+    try:
+        text, ready = doctor_report(client, spec)
+    except HubSpotError as exc:  # auth, outage: nothing to judge (the summary carries no values)
+        print(f"HubSpot did not answer the readiness reads: {exc}", file=sys.stderr)
+        return 1
     print(text)
     return 0 if ready else 1
 

@@ -421,10 +421,15 @@ def doctor_report(client: HubSpotApi, spec: PortalSpec) -> tuple[str, bool]:
     setup would create or change (a dry run: reads only). Returns the text and whether it is ready."""
     readiness = check_readiness(client, spec)
     lines = ["HubSpot portal readiness", readiness.report()]
-    if readiness.ok:
+    if not readiness.ok:
+        return "\n".join(lines), False
+    try:
         plan = ensure_portal(client, spec, dry_run=True)
-        planned = ", ".join(plan.planned) if plan.planned else "nothing"
-        lines.append(f"setup would create or change: {planned}")
-        for warning in plan.warnings:
-            lines.append(f"warning: {warning}")
-    return "\n".join(lines), readiness.ok
+    except PortalSetupError as exc:  # a definition only a person can fix (e.g. a non-unique key)
+        lines.append(f"[PROBLEM] setup: {exc}")
+        return "\n".join(lines), False
+    planned = ", ".join(plan.planned) if plan.planned else "nothing"
+    lines.append(f"setup would create or change: {planned}")
+    for warning in plan.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines), True
