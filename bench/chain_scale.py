@@ -585,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="further history lengths for the peak RSS (default 30 365 1825)")
     parser.add_argument("--cap-minutes", type=float,
                         help="skip history lengths that would not finish within this (full 35, quick 8)")
+    parser.add_argument("--from-output", type=Path, nargs="+", metavar="FILE",
+                        help="measure nothing: report on the '# N days: {...}' lines of earlier outputs "
+                             "(lengths measured in separate processes, e.g. side by side)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     scale = args.scale if args.scale is not None else plan["scale"]
@@ -602,6 +605,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     skipped: list[str] = []
+    if args.from_output:
+        for path in args.from_output:
+            for text in path.read_text(encoding="utf-8").splitlines():
+                head, _, payload = text.partition(" days: ")
+                if text.startswith("# ") and head[2:].isdigit() and payload.startswith("{"):
+                    results.append(json.loads(payload))
+                    print(f"# from {path}: {head[2:]} days at scale {results[-1]['scale']:g}")
+        lengths = []
+        main_days = args.history_days or max(r["days"] for r in results)
     with tempfile.TemporaryDirectory(prefix="bench-chain-") as tmp:
         for days in lengths:
             elapsed = time.monotonic() - started
