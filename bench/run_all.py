@@ -97,7 +97,7 @@ def summarise(outcome: Outcome) -> list[tuple[str, str]]:
         return rows or [("5. hourly incremental", "?")]
     if outcome.script == "chain_scale":
         # its table rows: | figure | measured | target | ratio | method |
-        rows = [(f"6. {cells[0]}", f"{cells[1]} (target {cells[2]}; {cells[3]})")
+        rows = [(f"6. {cells[0].strip()}", f"{cells[1]} (target {cells[2]}; {cells[3]})")
                 for cells in (line.strip().strip("|").split(" | ") for line in out.splitlines()
                               if line.startswith("| ") and not line.startswith("| figure"))
                 if len(cells) >= 4]
