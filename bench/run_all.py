@@ -1,4 +1,5 @@
-"""`make bench`: the five measures of the benchmark issue, one script each, then a summary table.
+"""`make bench`: the five measures of the benchmark issue and the chain-scale one (issue 15), one
+script each, then a summary table.
 
 Each script runs in its own process (a fresh interpreter, so one measure's memory and threads do
 not colour the next) and its whole output is shown; the summary picks the headline rows out of
@@ -20,12 +21,14 @@ FULL = {
     "ivoris_extraction": [],
     "full_history": ["--days", "30", "90", "365"],
     "hourly_incremental": [],
+    "chain_scale": [],
 }
 QUICK = {
     "sync_throughput": ["--patients", "500", "--baseline-records", "60"],
     "ivoris_extraction": [],
     "full_history": ["--days", "7", "30"],
     "hourly_incremental": [],
+    "chain_scale": ["--quick"],
 }
 
 
@@ -92,6 +95,13 @@ def summarise(outcome: Outcome) -> list[tuple[str, str]]:
             rows.append(("5. same tick again, nothing changed",
                          f"{walls[1]} s, HubSpot {calls[1][0]} calls / {calls[1][2]} writes"))
         return rows or [("5. hourly incremental", "?")]
+    if outcome.script == "chain_scale":
+        # its table rows: | figure | measured | target | ratio | method |
+        rows = [(f"6. {cells[0].strip()}", f"{cells[1]} (target {cells[2]}; {cells[3]})")
+                for cells in (line.strip().strip("|").split(" | ") for line in out.splitlines()
+                              if line.startswith("| ") and not line.startswith("| figure"))
+                if len(cells) >= 4]
+        return rows or [("6. chain scale", "?")]
     return []
 
 
