@@ -451,6 +451,10 @@ class HubSpotClient:
     def batch_read(
         self, object_type: str, id_property: str, keys: Sequence[str], properties: Sequence[str]
     ) -> dict[str, dict[str, str | None]]:
+        """Objects by a *unique property's* value (`ivoris_deal_key`), key → properties. Reads by record
+        id go through `read_by_ids`, which sends no `idProperty`."""
+        if id_property == "hs_object_id":
+            raise ValueError("read by record id with read_by_ids (HubSpot refuses idProperty hs_object_id)")
         found: dict[str, dict[str, str | None]] = {}
         for start in range(0, len(keys), MAX_BATCH):
             body = BatchReadInputSimplePublicObjectId(
@@ -464,6 +468,7 @@ class HubSpotClient:
             )
             for result in data.results or []:
                 values = dict(result.properties or {})
+                values.setdefault("hs_object_id", str(result.id))  # the record id, whatever was asked
                 if values.get(id_property):
                     found[str(values[id_property])] = values
         return found

@@ -501,9 +501,9 @@ class SyncEngine:
 
         `full` (nightly) reads every object the ledger has an id for, with its pipeline-owned
         properties, and sets back drifted values. `written` (intraday) reads only the objects this run is
-        about to update (one call per 100, no property compare): an update of a deleted contact would
-        otherwise be an upsert that re-creates it. When that finds something missing, one more call reads
-        up to 100 other ids of the kind, so a portal reset is told from a single deletion.
+        about to update (one call per 100, no property compare: an update of a deleted contact would
+        otherwise be an upsert that re-creates it) plus a rotating slice of 100 ids per object type, so
+        a portal reset is noticed by a tick that has nothing to update.
 
         Missing contacts → the patient is suppressed; missing deals/appointments → id forgotten, so
         the plan re-creates them (and their associations, whose ids changed). Returns the drifted keys
@@ -524,18 +524,14 @@ class SyncEngine:
                     k: e for k, e in with_id.items()
                     if k in wanted and (not e.confirmed or e.content_hash != wanted[k].content_hash)
                 }
+                # plus a rotating slice of one batch: a tick that updates nothing still notices a
+                # portal reset, and every object is looked at again within ledger size / 100 ticks
+                scope.update({k: with_id[k] for k in self._slice(kind.name, with_id)})
                 names = [kind.id_property]
             if not scope:
                 continue
             found = self._read(kind, scope, names)
             missing = self._missing(kind, scope, found)
-            if missing and self.verify != "full":
-                others = sorted((k for k in with_id if k not in scope), key=lambda k: _rank(kind.name, k))
-                probe = {k: with_id[k] for k in others[: self.batch_size]}
-                if probe:
-                    probe_found = self._read(kind, probe, [kind.id_property])
-                    missing += self._missing(kind, probe, probe_found)
-                    scope.update(probe)
             counts = report.objects.setdefault(kind.name, ObjectReport())
             counts.read += len(scope)
             counts.missing += len(missing)
@@ -585,6 +581,14 @@ class SyncEngine:
         if log:
             logger.info("HubSpot %s reconciliation: %d repairs (see hubspot_sync_log)", practice_id, len(log))
         return force
+
+    def _slice(self, kind: str, entries: Mapping[str, LedgerEntry]) -> list[str]:
+        ranked = sorted(entries, key=lambda k: _rank(kind, k))
+        if not ranked:
+            return []
+        seed = self.ledger.run_id or ""
+        offset = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % len(ranked) if seed else 0
+        return (ranked[offset:] + ranked[:offset])[: self.batch_size]
 
     def _read(
         self, kind: ObjectKind, scope: Mapping[str, LedgerEntry], names: Sequence[str]
