@@ -72,10 +72,10 @@ def extrapolate(contacts: int, deals: int, appointments: int, setup: int) -> dic
     """The same steps by formula. `setup`: the portal reads one run makes (measured, size-independent)."""
     reads = sum(math.ceil(n / 100) for n in (contacts, deals, appointments))
     slice_reads = 3 * math.ceil(ROTATING_SLICE / 100)
-    # duplicate check: its deals by id, deals→contacts and contacts→deals (1,000 per v4 read), the union
-    # of deals by id again (≈ the same deals), and the pipelines for the closed stages
-    dup_full = math.ceil(deals / 100) * 2 + math.ceil(deals / 1000) + math.ceil(contacts / 1000) + 1
-    dup_tick = 1 + 1 + 1 + 1 + 1
+    # duplicate check: deals→contacts and contacts→deals (1,000 per v4 read), then the union of the deals
+    # (≈ the ledger's) by id, and the pipelines for the closed stages
+    dup_full = math.ceil(deals / 100) + math.ceil(deals / 1000) + math.ceil(contacts / 1000) + 1
+    dup_tick = 1 + 1 + 1 + math.ceil(ROTATING_SLICE / 100) + 1  # pipelines, 2 association reads, slice, own
     return {
         "intraday tick (no change)": {
             "portal setup": setup, "sync": setup + slice_reads,
