@@ -10,6 +10,11 @@ Against the project's HubSpot emulator (Professional tier: 190 calls per rolling
 3. a no-change re-sync, which must make no write call.
 
     .venv/bin/python -m bench.sync_throughput [--patients 500] [--baseline-records 200]
+        [--latency 0.3] [--concurrency 8] [--compare] [--skip-baseline]
+
+`--latency` sets the emulator's delay per call (SPEC §3: real HubSpot batch calls take 0.2–1 s);
+`--compare` first runs the same sync with one call in flight (the old behaviour), then with
+`--concurrency` calls in flight, and prints both against the bound.
 """
 
 import argparse
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from hubspot import HubSpot
 from hubspot.crm.contacts import Filter, FilterGroup, PublicObjectSearchRequest
 from hubspot.crm.contacts import SimplePublicObjectInput as ContactInput
@@ -43,6 +49,7 @@ from biss_pipeline.domain.hubspot import (
 )
 from biss_pipeline.domain.hubspot.client import HubSpotClient
 from biss_pipeline.domain.hubspot.desired import DesiredState, desired_state, read_snapshot
+from biss_pipeline.domain.warehouse import schema
 from biss_pipeline.domain.warehouse.store import Warehouse, dispose_engine
 from biss_pipeline.resources.hubspot import HubSpotResource
 from biss_pipeline.resources.warehouse import WarehouseResource
@@ -94,10 +101,11 @@ class SyncRun:
         return self.objects + self.associations
 
 
-def timed_sync(emu: HubSpotEmulator, client: HubSpotClient, warehouse: Warehouse) -> SyncRun:
+def timed_sync(emu: HubSpotEmulator, client: HubSpotClient, warehouse: Warehouse,
+               concurrency: int = 8) -> SyncRun:
     start = len(emu.request_log)
     began = time.perf_counter()
-    report = sync_practice(client, warehouse, PRACTICE)
+    report = sync_practice(client, warehouse, PRACTICE, max_concurrency=concurrency)
     seconds = time.perf_counter() - began
     log = log_since(emu, start)
     # Records HubSpot confirmed, not records planned: a failed row must not count as throughput.
@@ -250,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         default=200,
         help="contacts + deals the search-then-write baseline writes (default 200); it is slow by design",
     )
+    parser.add_argument("--latency", type=float, default=0.0, help="emulator delay per call in s (default 0)")
+    parser.add_argument("--concurrency", type=int, default=8, help="batch calls in flight (default 8)")
+    parser.add_argument("--compare", action="store_true",
+                        help="also run with one call in flight first (the behaviour before), fresh portal")
+    parser.add_argument("--skip-baseline", action="store_true", help="skip the search-then-write baseline")
     args = parser.parse_args(argv)
 
     command = " ".join([".venv/bin/python -m bench.sync_throughput", *(argv or sys.argv[1:])])
@@ -262,13 +275,23 @@ def main(argv: list[str] | None = None) -> int:
         seed = Seed(practice_id=PRACTICE, patients=args.patients).write(warehouse)
         emu = HubSpotEmulator(token=TOKEN, tier=TIER, search_index_delay_s=0.0)
         emu.start()
+        emu.faults.latency_s = args.latency
+        serial: SyncRun | None = None
         try:
+            if args.compare:
+                client = HubSpotResource(access_token=TOKEN, host=emu.base_url, tier=TIER).get_client()
+                serial = timed_sync(emu, client, warehouse, concurrency=1)
+                emu.reset()  # a fresh portal and rate window for the concurrent run
+                emu.faults.latency_s = args.latency
+                with warehouse.transaction() as connection:
+                    connection.execute(sa.delete(schema.hubspot_ledger))
+                    connection.execute(sa.delete(schema.hubspot_sync_log))
             client = HubSpotResource(access_token=TOKEN, host=emu.base_url, tier=TIER).get_client()
-            first = timed_sync(emu, client, warehouse)
+            first = timed_sync(emu, client, warehouse, concurrency=args.concurrency)
             # A new client for the re-sync: its rate limiter starts clean, as in a new Dagster run.
             client = HubSpotResource(access_token=TOKEN, host=emu.base_url, tier=TIER).get_client()
-            again = timed_sync(emu, client, warehouse)
-            baseline = run_baseline(emu, warehouse, args.baseline_records)
+            again = timed_sync(emu, client, warehouse, concurrency=args.concurrency)
+            baseline = None if args.skip_baseline else run_baseline(emu, warehouse, args.baseline_records)
         finally:
             emu.stop()
             dispose_engine(url)
@@ -278,7 +301,16 @@ def main(argv: list[str] | None = None) -> int:
     sync_writes = first.write_calls - first.setup_write_calls
     counts = seed.counts
     print()
-    print(f"1. Sync throughput: sync_practice, {args.patients} patients, fresh portal ({TIER} tier)")
+    print(f"   emulator latency per call: {args.latency} s")
+    if serial is not None:
+        serial_rate = serial.records / serial.seconds
+        print("0. Before: the same sync with one call in flight (max_concurrency=1), fresh portal")
+        print(row("records synced / wall seconds", f"{serial.records:,} / {serial.seconds:.1f}"))
+        print(row("records/s (share of the bound)",
+                  f"{serial_rate:,.0f} ({serial_rate / BOUND_RECORDS_PER_S:.0%})"))
+        print(row("API calls total / write calls", f"{serial.calls} / {serial.write_calls}"))
+    print(f"1. Sync throughput: sync_practice, {args.patients} patients, fresh portal ({TIER} tier), "
+          f"{args.concurrency} calls in flight")
     print(
         row(
             "seeded (contacts / deals / appointments)",
@@ -321,12 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         print("   the share is a burst rate. Use a larger --patients to measure the sustained rate.")
     print(
         row(
-            "client-side limiter (rate_limit_safety 0.9)",
+            "client-side limiter (5 % reserve for other integrations)",
             f"{first.report.calls.get('limiter_wait_s', 0.0)} s waited, "
             f"{first.report.calls.get('rate_limited_429', 0)} × 429",
         )
     )
 
+    if baseline is None:
+        return _no_change(again)
     base_rate = baseline.records / baseline.seconds
     print()
     print("2. Baseline: the old automation's pattern (per record: search on the Ivoris key, then create or")
@@ -352,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     print("   (extrapolation assumes per-record time stays constant; the search limit of 5/s caps the")
     print("   baseline at 5 records/s whatever the batch size, and associations would cost it more calls)")
 
+    return _no_change(again)
+
+
+def _no_change(again: SyncRun) -> int:
     print()
     print("3. No-change re-sync: sync_practice again, same warehouse and portal")
     unchanged = sum(o.unchanged for o in again.report.objects.values())

@@ -10,6 +10,11 @@ the practice's whole current state; the ledger makes that cheap (unchanged recor
 Resource keys: `hubspot` (`HubSpotResource`), `warehouse` (`WarehouseResource`) and `mapping`. With
 `HubSpotResource(dry_run=True)` the assets report what would change and write nothing.
 
+Reconciliation (SPEC §8, docs/hubspot-sync.md): a run tagged `sync=nightly` (the nightly schedule), or
+any run with `HubSpotResource(verify="full")`, reads every object of the ledger back by id and repairs
+drift, deletions and suppressions; other runs verify what they write. A mass disappearance fails the
+asset with the rebuild command in its message.
+
 Metadata: counts per object and action (`contacts_create`, `deals_update`, `appointments_unchanged`,
 `assoc_contacts_deals_add`, …), `errors`, `write_calls`, `calls` (by endpoint kind, retries, 429s),
 `dry_run`, and in a dry run `samples` (keys and changed property names only).
@@ -39,7 +44,7 @@ from biss_pipeline.domain.hubspot import (
     portal_spec,
 )
 from biss_pipeline.domain.hubspot.api import HubSpotError
-from biss_pipeline.keys import HUBSPOT_GROUP, HUBSPOT_POOL, PORTAL_SETUP_KEY, sync_asset_key
+from biss_pipeline.keys import HUBSPOT_GROUP, HUBSPOT_POOL, PORTAL_SETUP_KEY, SYNC_KIND_TAG, sync_asset_key
 from biss_pipeline.resources.hubspot import HubSpotResource
 from biss_pipeline.resources.mapping import MappingResource
 from biss_pipeline.resources.warehouse import WarehouseResource
@@ -116,12 +121,18 @@ def build_practice_sync_asset(
         context: AssetExecutionContext, hubspot: HubSpotResource, warehouse: WarehouseResource,
         mapping: MappingResource,
     ) -> MaterializeResult:
+        # the nightly run reconciles in full (every ledger id read back, drift set back); any other run
+        # verifies what it writes (docs/hubspot-sync.md)
+        nightly = context.run.tags.get(SYNC_KIND_TAG) == "nightly" or hubspot.verify == "full"
         engine = SyncEngine(
             hubspot.get_client(),
             warehouse.get(),
             sync_mapping or SyncMapping.from_mapping(mapping.load()),
             batch_size=hubspot.batch_size,
             dry_run=hubspot.dry_run,
+            verify="full" if nightly else "written",
+            run_id=context.run.run_id,
+            max_concurrency=hubspot.max_concurrency,
         )
         try:
             report = engine.sync_practice(practice_id)

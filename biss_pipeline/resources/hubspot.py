@@ -43,7 +43,18 @@ class HubSpotResource(ConfigurableResource):
     )
     backoff_max_s: float = Field(default=30.0, description="Longest single backoff.")
     rate_limit_safety: float = Field(
-        default=0.9, description="Share of the tier's 10-s limit this client uses."
+        default=1.0, description="Share of the tier's 10-s limit this client may use at most."
+    )
+    rate_limit_reserve: float = Field(
+        default=0.05,
+        description="Share of the 10-s limit HubSpot reports (X-HubSpot-RateLimit-Max) left to the "
+                    "portal's other integrations.",
+    )
+    max_concurrency: int = Field(default=8, description="Batch calls in flight at once (latency).")
+    verify: str = Field(
+        default="auto",
+        description="auto: nightly runs (tag sync=nightly) reconcile in full, others verify what they "
+                    "wrote; full: every run reconciles in full.",
     )
     request_timeout_s: float = Field(default=60.0, description="Read timeout per request.")
 
@@ -62,5 +73,6 @@ class HubSpotResource(ConfigurableResource):
             retry=RetrySettings(self.max_retries if max_retries is None else max_retries,
                                 self.backoff_base_s, self.backoff_max_s),
             rate_limit_safety=self.rate_limit_safety,
+            rate_limit_reserve=self.rate_limit_reserve,
             request_timeout_s=self.request_timeout_s,
         )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, Definitions, materialize
-from hubspot.crm.objects import SimplePublicObjectInput, SimplePublicObjectInputForCreate
+from hubspot.crm.objects import SimplePublicObjectInput
 
 from biss_emulators.hubspot import HubSpotEmulator
 from biss_pipeline.assets.hubspot import build_hubspot_assets
@@ -24,6 +24,7 @@ from biss_pipeline.domain.hubspot.verification import (
     Reconciliation,
     check_duplicates,
     check_reconciliation,
+    ledger_deal_ids,
     load_practice_deals,
     search_practice_objects,
 )
@@ -70,7 +71,7 @@ def _sync_and_check(emu: HubSpotEmulator, sqlite_url: str) -> dict[str, Any]:
     result = materialize([*assets, *checks], resources=resources(emu, sqlite_url))
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {"duplicate_deals", "ledger_reconciliation"}
+    assert set(evaluations) == {"duplicate_deals", "ledger_reconciliation", "suppressed_patients"}
     assert {e.asset_key for e in evaluations.values()} == {sync_asset_key(PID)}
     return evaluations
 
@@ -122,11 +123,9 @@ def test_duplicates_are_found_and_remediation_closes_them_once(
     assert metadata["keyless_open_deals_detail"] == {old: [other_contact]}
     assert {copy, old, original, other_original} == set(metadata["duplicate_deal_ids"])
     assert "Kopie" not in str(metadata) and "Vorname" not in str(metadata)  # ids and keys only
-    # the copy carries a practice key the ledger never confirmed: reconciliation warns, nothing is missing
-    reconciliation = found["ledger_reconciliation"]
-    assert not reconciliation.passed and reconciliation.severity == AssetCheckSeverity.WARN
-    details = reconciliation.metadata["details"].value["deals"]
-    assert details["unknown"] == [{"id": copy, "key": first["deal_key"]}]
+    # the ledger's own objects are all there and unchanged: reconciliation passes (finding copies is the
+    # duplicate check's job; it reaches them through the contacts, without search)
+    assert found["ledger_reconciliation"].passed, found["ledger_reconciliation"].metadata
 
     # dry run (the default): nothing written, the report names both duplicates
     since = len(emu.request_log)
@@ -174,7 +173,7 @@ def test_old_automation_deal_next_to_a_closed_journey_is_flagged_but_not_closed(
     closed = next(r for r in seed.rows["deals"] if r["patient_key"] not in open_patients)
     old = add_old_automation_deal(emu, contact_id_by_key(emu, closed["patient_key"]))
 
-    outcome, findings = check_duplicates(make_client(emu), PID)
+    outcome, findings = check_duplicates(make_client(emu), warehouse, PID)
 
     assert not outcome.passed and outcome.severity == Severity.WARN
     assert list(findings.keyless_open) == [old]
@@ -225,6 +224,7 @@ def test_the_job_refuses_practices_it_was_not_built_for(emu: HubSpotEmulator, sq
 
 def test_wiring_with_the_sync_assets(emu: HubSpotEmulator, sqlite_url: str) -> None:
     checks = build_hubspot_checks(["mb", "rb"], sync_mapping=DEFAULT_MAPPING)
+    hubspot_checks = [c for c in checks if "suppressed_patients" not in {k.name for k in c.check_keys}]
     quarantine = build_quarantine_checks(["mb", "rb"])
     defs = Definitions(
         assets=build_hubspot_assets([Practice("mb"), Practice("rb")], {}, sync_mapping=DEFAULT_MAPPING),
@@ -238,9 +238,9 @@ def test_wiring_with_the_sync_assets(emu: HubSpotEmulator, sqlite_url: str) -> N
     assert keys == {
         AssetCheckKey(sync_asset_key(p), name)
         for p in ("mb", "rb")
-        for name in ("duplicate_deals", "ledger_reconciliation")
+        for name in ("duplicate_deals", "ledger_reconciliation", "suppressed_patients")
     }
-    assert {c.node_def.pool for c in checks} == {HUBSPOT_POOL}  # HubSpot's rate limit is per app
+    assert {c.node_def.pool for c in hubspot_checks} == {HUBSPOT_POOL}  # HubSpot's rate limit is per app
     assert {key for check in quarantine for key in check.check_keys} == {
         AssetCheckKey(AssetKey([p, "deals"]), "quarantine") for p in ("mb", "rb")
     }
@@ -271,10 +271,10 @@ def test_reconciliation_passes_after_a_clean_sync(
     assert outcome.passed, outcome.metadata
     counts = synced.counts
     for kind in ("contacts", "deals", "appointments"):
-        assert outcome.metadata[f"{kind}_ledger_confirmed"] == counts[kind]
+        assert outcome.metadata[f"{kind}_ledger_objects"] == counts[kind]
         assert outcome.metadata[f"{kind}_hubspot_objects"] == counts[kind]
-        assert outcome.metadata[f"{kind}_sampled"] == counts[kind]  # default sample covers a small practice
-    assert report.missing == report.unknown == report.drifted == 0
+        assert outcome.metadata[f"{kind}_compared"] == counts[kind]  # nightly scope: every object
+    assert report.missing == report.drifted == 0
 
 
 def test_an_object_archived_behind_the_ledgers_back_fails_the_check(
@@ -315,38 +315,39 @@ def test_property_drift_warns_with_property_names_only(
     assert "Handeintrag" not in str(outcome.metadata) and "umbenannt" not in str(outcome.metadata)
 
 
-def test_the_drift_sample_is_stable_and_limited(
+def test_the_intraday_scope_reads_the_runs_writes_and_a_rotating_slice(
+    emu: HubSpotEmulator, warehouse: Warehouse
+) -> None:
+    seed = Seed(patients=8).write(warehouse)
+    sync_practice(make_client(emu), warehouse, PID, run_id="run-1")
+    row = next(r for r in seed.rows["deals"] if r["stage"] == Stage.TERMIN_GEBUCHT.value)
+    set_deal_stage(warehouse, row["deal_key"], Stage.ERSTBERATUNG.value)
+    sync_practice(make_client(emu), warehouse, PID, run_id="run-2")  # writes that one deal
+
+    outcome, report = _reconcile(emu, warehouse, run_id="run-2")
+
+    assert outcome.passed and report.scope == "written"
+    assert row["deal_key"] in report.kinds["deals"].asked_keys
+    # a small practice: the rotating slice of 100 covers every object anyway
+    total = sum(seed.counts[k] for k in ("contacts", "deals", "appointments"))
+    assert report.read == report.ledger_objects == total
+
+
+def test_fewer_objects_read_than_the_ledger_holds_does_not_pass(
     emu: HubSpotEmulator, warehouse: Warehouse, synced: Seed
 ) -> None:
-    _, first = _reconcile(emu, warehouse, sample_size=3)
-    _, second = _reconcile(emu, warehouse, sample_size=3)
-    sampled = first.kinds["deals"].sample_keys
-    assert len(sampled) == 3 and sampled == second.kinds["deals"].sample_keys
-    outside = next(r["deal_key"] for r in synced.rows["deals"] if r["deal_key"] not in sampled)
-    for key in (sampled[0], outside):
-        sdk(emu).crm.deals.basic_api.update(
-            deal_by_key(emu, key)["id"], SimplePublicObjectInput(properties={"biss_num_appointments": "9"})
-        )
-
-    outcome, _ = _reconcile(emu, warehouse, sample_size=3)
-
-    assert outcome.metadata["details"]["deals"]["drifted"] == {sampled[0]: ["biss_num_appointments"]}
-
-
-def test_unknown_objects_with_a_practice_key_warn(
-    emu: HubSpotEmulator, warehouse: Warehouse, synced: Seed
-) -> None:
-    created = sdk(emu).crm.contacts.basic_api.create(
-        SimplePublicObjectInputForCreate(
-            properties={"ivoris_patient_id": "MB_P9999", "biss_practice_id": PID}
-        )
-    )
-    emu.flush_search_index()
+    """A deal that vanished makes both checks fail: they did not see every object the ledger says
+    exists (nothing they did read is wrong)."""
+    key = synced.rows["deals"][2]["deal_key"]
+    sdk(emu).crm.deals.basic_api.archive(deal_by_key(emu, key)["id"])
 
     outcome, _ = _reconcile(emu, warehouse)
 
-    assert not outcome.passed and outcome.severity == Severity.WARN
-    assert outcome.metadata["details"]["contacts"]["unknown"] == [{"id": created.id, "key": "MB_P9999"}]
+    assert not outcome.passed and outcome.severity == Severity.ERROR
+    assert outcome.metadata["deals_hubspot_objects"] == outcome.metadata["deals_ledger_objects"] - 1
+    dup_outcome, _ = check_duplicates(make_client(emu), warehouse, PID)
+    assert not dup_outcome.passed
+    assert dup_outcome.metadata["ledger_deals_read"] == dup_outcome.metadata["ledger_deals"] - 1
 
 
 def test_a_pending_change_is_not_drift(emu: HubSpotEmulator, warehouse: Warehouse, synced: Seed) -> None:
@@ -370,14 +371,15 @@ def test_search_lag_does_not_make_objects_missing(emu: HubSpotEmulator, warehous
     outcome, _ = _reconcile(emu, warehouse)
 
     assert outcome.passed, outcome.metadata
+    # the duplicate check does not depend on the index either: it reads every deal right away
+    duplicates, findings = check_duplicates(make_client(emu), warehouse, PID)
+    assert duplicates.passed and findings.deals_read == len(ledger_deal_ids(warehouse, PID)) > 0
 
 
-def test_listing_pages_past_one_search_page(emu: HubSpotEmulator, warehouse: Warehouse) -> None:
-    seed = Seed(patients=160).write(warehouse)  # > 200 deals: keyset paging over several search pages
+def test_reading_more_deals_than_one_batch(emu: HubSpotEmulator, warehouse: Warehouse) -> None:
+    seed = Seed(patients=160).write(warehouse)  # > 200 deals: several batch reads of 100
     sync_practice(make_client(emu), warehouse, PID)
-    emu.flush_search_index()
-
-    deals = load_practice_deals(make_client(emu), PID)
+    deals = load_practice_deals(make_client(emu), ledger_deal_ids(warehouse, PID))
 
     assert len(deals) == len(seed.rows["deals"]) > 200
     assert {d.key for d in deals} == {r["deal_key"] for r in seed.rows["deals"]}

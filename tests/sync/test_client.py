@@ -151,7 +151,7 @@ class FakeClock:
 
 def test_limiter_keeps_below_the_tier_limit_in_a_rolling_window() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(100, 10.0, safety=0.9, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(100, 10.0, safety=0.9, reserve_share=0.0, clock=clock, sleep=clock.sleep)
     for _ in range(90):
         limiter.acquire()
     assert clock.slept == []
@@ -169,7 +169,7 @@ def test_limiter_adopts_headers_and_pauses_when_the_shared_budget_runs_out() -> 
             "X-HubSpot-RateLimit-Remaining": "200",
         }
     )
-    assert limiter.capacity == 171  # never above the tier's limit
+    assert limiter.capacity == 180  # never above the tier's limit, minus the 5 % reserve
     limiter.observe(
         {
             "x-hubspot-ratelimit-max": "20",
@@ -177,9 +177,22 @@ def test_limiter_adopts_headers_and_pauses_when_the_shared_budget_runs_out() -> 
             "x-hubspot-ratelimit-remaining": "0",
         }
     )
-    assert (limiter.capacity, limiter.window_s) == (18, 2.0)
-    limiter.acquire()
+    assert (limiter.capacity, limiter.window_s) == (19, 2.0)
+    limiter.acquire()  # remaining 0 is below the reserve of 1: others use the budget, wait two slots
     assert clock.slept == [pytest.approx(2.0 / 20 * 2)]
+
+
+def test_the_reserve_for_other_integrations_is_configurable() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(190, reserve_share=0.2, clock=clock, sleep=clock.sleep)
+    limiter.observe({"X-HubSpot-RateLimit-Max": "190", "X-HubSpot-RateLimit-Remaining": "100"})
+    assert (limiter.capacity, limiter.reserve) == (152, 38)
+    limiter.observe({"X-HubSpot-RateLimit-Max": "190", "X-HubSpot-RateLimit-Remaining": "38"})
+    limiter.acquire()  # our own use stops at the capacity, which leaves exactly the reserve: no pause
+    assert clock.slept == []
+    limiter.observe({"X-HubSpot-RateLimit-Max": "190", "X-HubSpot-RateLimit-Remaining": "30"})
+    limiter.acquire()  # someone else ate into the reserve
+    assert clock.slept == [pytest.approx(10.0 / 190 * 9)]
 
 
 def test_search_has_its_own_window_below_five_per_second() -> None:
@@ -220,7 +233,7 @@ def test_the_resource_validates_its_settings(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValueError, match="tier"):
         HubSpotResource(access_token=TOKEN, tier="platinum").get_client()
     client = HubSpotResource(access_token=TOKEN, tier="starter").get_client()
-    assert client.limiter.capacity == 90
+    assert client.limiter.capacity == 95  # starter: 100 per 10 s, 5 % kept for other integrations
 
 
 def test_reads_by_record_id_leave_id_property_out(portal: HubSpotEmulator) -> None:

@@ -133,8 +133,20 @@ def test_shared_and_invalid_emails_are_withheld_and_flagged() -> None:
     }
     records = contact_records("mb", patients, patients, {}, ("email",))
     assert records["MB_1"].properties["email"] == "family@example.org" and records["MB_1"].flags == ()
-    assert "email" not in records["MB_2"].properties and records["MB_2"].flags == (FLAG_EMAIL_SHARED,)
+    # cleared explicitly: if MB_2 owned the address before, HubSpot must not keep it
+    assert records["MB_2"].properties["email"] == "" and records["MB_2"].flags == (FLAG_EMAIL_SHARED,)
     assert "email" not in records["MB_3"].properties and records["MB_3"].flags == (FLAG_EMAIL_INVALID,)
+
+
+def test_the_email_owner_is_the_lowest_numeric_id_not_the_lowest_string() -> None:
+    patients = {
+        "RB_34": {**PATIENT, "email": "family@example.org"},
+        "RB_7": {**PATIENT, "email": "family@example.org"},
+        "RB_100": {**PATIENT, "email": "family@example.org"},
+    }
+    records = contact_records("rb", patients, patients, {}, ("email",))
+    assert records["RB_7"].properties["email"] == "family@example.org"  # min() of strings: RB_100
+    assert records["RB_34"].properties["email"] == records["RB_100"].properties["email"] == ""
 
 
 def test_unknown_allowlist_fields_are_refused() -> None:

@@ -271,6 +271,10 @@ class HubSpotApi(Protocol):
         self, object_type: str, id_property: str, keys: Sequence[str], properties: Sequence[str]
     ) -> dict[str, dict[str, str | None]]: ...
 
+    def read_by_ids(
+        self, object_type: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, dict[str, str | None]]: ...
+
     def create_associations(
         self, from_type: str, to_type: str, type_id: int, pairs: Sequence[tuple[str, str]]
     ) -> AssociationOutcome: ...

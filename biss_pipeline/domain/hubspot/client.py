@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -194,27 +195,37 @@ class CallStats:
 
 
 class RateLimiter:
-    """Rolling-window limiter for API calls, with a separate per-second window for search."""
+    """Rolling-window limiter for API calls, with a separate per-second window for search.
+
+    Sized from HubSpot's answers: `X-HubSpot-RateLimit-Max` and `-Interval-Milliseconds` set the window
+    (never above the tier's limit × `safety`), minus `reserve_share` of it kept for the portal's other
+    integrations (the limit is per app, the daily budget per account). `-Remaining` at or below that
+    reserve means others are using their share: the limiter pauses until a slot frees up on average.
+    Search has its own budget (HubSpot: 5 per second, no headers); `search_per_second` − 1 keeps a
+    margin for the jitter of a rolling window seen from the client."""
 
     def __init__(
         self,
         per_window: int,
         window_s: float = RATE_WINDOW_S,
         *,
-        safety: float = 0.9,
+        safety: float = 1.0,
+        reserve_share: float = 0.05,
         search_per_second: int = SEARCH_PER_SECOND,
-        reserve: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not 0 < safety <= 1:
             raise ValueError("safety must be within (0, 1]")
+        if not 0 <= reserve_share < 1:
+            raise ValueError("reserve_share must be within [0, 1)")
         self._tier_limit = per_window
         self.safety = safety
-        self.capacity = max(1, int(per_window * safety))
+        self.reserve_share = reserve_share
+        self.capacity = self._size(per_window)
+        self.reserve = math.ceil(per_window * reserve_share)
         self.window_s = window_s
         self.search_capacity = max(1, search_per_second - 1)
-        self.reserve = reserve
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -222,6 +233,10 @@ class RateLimiter:
         self._searches: deque[float] = deque()
         self._pause_until = 0.0
         self.waited_s = 0.0
+
+    def _size(self, maximum: int) -> int:
+        allowed = min(self._tier_limit * self.safety, maximum)
+        return max(1, math.floor(allowed * (1 - self.reserve_share)))
 
     def acquire(self, *, search: bool = False) -> None:
         while True:
@@ -246,8 +261,8 @@ class RateLimiter:
             self._sleep(wait)
 
     def observe(self, headers: Any) -> None:
-        """Adopt the limits HubSpot reports (never above the tier's) and pause when the shared budget
-        is nearly used up."""
+        """Adopt the limits HubSpot reports and pause when others ate into the reserve (our own use stops
+        at the capacity, which leaves exactly the reserve)."""
         maximum = _header(headers, "X-HubSpot-RateLimit-Max")
         interval_ms = _header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
         remaining = _header(headers, "X-HubSpot-RateLimit-Remaining")
@@ -255,8 +270,9 @@ class RateLimiter:
             if interval_ms:
                 self.window_s = interval_ms / 1000
             if maximum:
-                self.capacity = max(1, int(min(self._tier_limit, maximum) * self.safety))
-            if remaining is not None and maximum and remaining <= self.reserve:
+                self.capacity = self._size(maximum)
+                self.reserve = math.ceil(maximum * self.reserve_share)
+            if remaining is not None and maximum and remaining < self.reserve:
                 slot = self.window_s / maximum
                 self._pause_until = max(
                     self._pause_until, self._clock() + slot * (self.reserve - remaining + 1)
@@ -291,7 +307,8 @@ class HubSpotClient:
         *,
         tier: str = "professional",
         retry: RetrySettings | None = None,
-        rate_limit_safety: float = 0.9,
+        rate_limit_safety: float = 1.0,
+        rate_limit_reserve: float = 0.05,
         request_timeout_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
@@ -304,7 +321,8 @@ class HubSpotClient:
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._timeout = (min(10.0, request_timeout_s), request_timeout_s)
-        self.limiter = RateLimiter(TIER_LIMITS[tier], safety=rate_limit_safety, sleep=self._limited_sleep)
+        self.limiter = RateLimiter(TIER_LIMITS[tier], safety=rate_limit_safety,
+                                   reserve_share=rate_limit_reserve, sleep=self._limited_sleep)
         # Retry(total=0): one retry layer, this one (module docstring)
         sdk = HubSpot(
             access_token=access_token,
@@ -458,6 +476,7 @@ class HubSpotClient:
             )
             for result in data.results or []:
                 values = dict(result.properties or {})
+                values.setdefault("hs_object_id", str(result.id))  # the record id, whatever was asked
                 if values.get(id_property):
                     found[str(values[id_property])] = values
         return found
@@ -465,13 +484,16 @@ class HubSpotClient:
     def read_by_ids(
         self, object_type: str, ids: Sequence[str], properties: Sequence[str]
     ) -> dict[str, dict[str, str | None]]:
-        """Objects by HubSpot record id (batch read without `idProperty`), keyed by record id; ids
-        HubSpot does not know are absent (its 207 errors)."""
+        """Current (not archived) objects by HubSpot record id → their properties; 100 ids per call.
+        Ids missing from the answer are gone (archived or deleted). The request carries no
+        `idProperty`: HubSpot reads by record id when it is left out, and answers 400 to
+        `idProperty: hs_object_id` (HUBSPOT.md)."""
+        unique = sorted(set(ids), key=lambda i: (len(i), i))
         found: dict[str, dict[str, str | None]] = {}
-        for start in range(0, len(ids), MAX_BATCH):
+        for start in range(0, len(unique), MAX_BATCH):
             body = BatchReadInputSimplePublicObjectId(
-                inputs=[SimplePublicObjectId(id=i) for i in ids[start : start + MAX_BATCH]],
-                properties=sorted({*properties, RECORD_ID}),
+                inputs=[SimplePublicObjectId(id=i) for i in unique[start : start + MAX_BATCH]],
+                properties=sorted(set(properties)),
                 properties_with_history=[],
             )
             data = self._call(
@@ -548,24 +570,28 @@ class HubSpotClient:
 
     def read_associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, set[str]]:
         """from id → associated to ids (v4 batch read). Objects without associations are absent
-        (HubSpot reports them as per-input 207 errors, which here simply mean "none")."""
+        (HubSpot reports them as per-input 207 errors, which here simply mean "none").
+
+        A result with more associations than one answer holds carries `paging.next.after`; those ids are
+        asked again with their `after` cursor until no result pages any more, so a contact with many
+        deals is read whole."""
         found: dict[str, set[str]] = {}
-        # (id, after): an object with more targets than one answer holds is asked again from its
-        # `paging.next.after` until no page is left
         pending: list[tuple[str, str | None]] = [(i, None) for i in sorted(set(ids))]
         while pending:
-            chunk, pending = pending[:ASSOCIATION_READ_BATCH], pending[ASSOCIATION_READ_BATCH:]
+            batch, pending = pending[:ASSOCIATION_READ_BATCH], pending[ASSOCIATION_READ_BATCH:]
             body = BatchInputPublicFetchAssociationsBatchRequest(inputs=[
-                PublicFetchAssociationsBatchRequest(id=i, after=after) for i, after in chunk])
+                PublicFetchAssociationsBatchRequest(id=i, after=after) if after is not None
+                else PublicFetchAssociationsBatchRequest(id=i)
+                for i, after in batch])
             data = self._call("associations.batch_read", self._associations.get_page_with_http_info,
                               from_type, to_type, body, write=False)
             for result in data.results or []:
                 source = str(result._from.id)
                 targets = found.setdefault(source, set())
                 targets.update(str(target.to_object_id) for target in result.to or [])
-                following = getattr(getattr(result, "paging", None), "next", None)
-                if following is not None and following.after:
-                    pending.append((source, str(following.after)))
+                after_next = _next_after(getattr(result, "paging", None))
+                if after_next is not None:
+                    pending.append((source, after_next))
         return found
 
     def association_labels(self, from_type: str, to_type: str) -> list[AssociationLabel]:
@@ -743,6 +769,17 @@ class _RawHttpError(Exception):
         self.status = status
         self.body = body
         self.headers = headers
+
+
+def _next_after(paging: Any) -> str | None:
+    """The `after` cursor of a v4 result's `paging.next`, whatever shape the SDK parsed it into."""
+    if paging is None:
+        return None
+    nxt = paging.get("next") if isinstance(paging, dict) else getattr(paging, "next", None)
+    if nxt is None:
+        return None
+    after = nxt.get("after") if isinstance(nxt, dict) else getattr(nxt, "after", None)
+    return str(after) if after else None
 
 
 def _row_error_info(error: Any) -> ErrorInfo:

@@ -23,7 +23,11 @@ from biss_pipeline.domain.hubspot.remediation import (
     RemediationPlan,
     plan_remediation,
 )
-from biss_pipeline.domain.hubspot.verification import METADATA_LIST_LIMIT, load_practice_deals
+from biss_pipeline.domain.hubspot.verification import (
+    METADATA_LIST_LIMIT,
+    ledger_deal_ids,
+    load_practice_deals,
+)
 from biss_pipeline.domain.warehouse.store import Warehouse
 
 REASON_PROPERTY_DEF = PropertyDef(
@@ -116,7 +120,7 @@ def remediate_practice(
 ) -> RemediationReport:
     mapping = mapping or SyncMapping()
     lost = lost_stage(client, mapping)
-    deals = load_practice_deals(client, practice_id)
+    deals = load_practice_deals(client, ledger_deal_ids(warehouse, practice_id))
     ledger = Ledger(warehouse).load(practice_id, [DEALS.name]).get(DEALS.name, {})
     ledger_ids = {key: entry.hubspot_id for key, entry in ledger.items() if entry.hubspot_id}
     plan = plan_remediation(deals, practice_id, ledger_ids, lost)

@@ -12,7 +12,7 @@ Scope (choices, the SPEC is silent):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -102,8 +102,26 @@ def desired_state(
     mapping: SyncMapping,
     pipeline_id: str,
     stage_ids: Mapping[str, str],
+    suppressed: Collection[str] = (),
 ) -> DesiredState:
+    """`suppressed`: patient keys whose contact was deleted in HubSpot (SPEC §8). Nothing of them is
+    wanted there: not the contact, nor its deals, appointments or associations."""
     practice_id = snapshot.practice_id
+    blocked = set(suppressed)
+    if blocked:
+        snapshot = WarehouseSnapshot(
+            practice_id,
+            patients=snapshot.patients,
+            rollups={k: v for k, v in snapshot.rollups.items() if k not in blocked},
+            deals={k: v for k, v in snapshot.deals.items() if v["patient_key"] not in blocked},
+            revenue=snapshot.revenue,
+            deal_appointments=[r for r in snapshot.deal_appointments if r["patient_key"] not in blocked],
+            appointments=snapshot.appointments,
+            type_names=snapshot.type_names,
+            chair_names=snapshot.chair_names,
+        )
+        wanted = {r["appointment_key"] for r in snapshot.deal_appointments}
+        snapshot.appointments = {k: v for k, v in snapshot.appointments.items() if k in wanted}
     contact_keys = {
         *snapshot.rollups,
         *(d["patient_key"] for d in snapshot.deals.values()),

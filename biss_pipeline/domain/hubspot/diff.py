@@ -19,6 +19,7 @@ from biss_pipeline.domain.hubspot.payloads import DesiredRecord, association_has
 STATUS_SYNCED = "synced"
 STATUS_FLAGGED = "flagged"  # confirmed by HubSpot, but something was withheld (see `flags`)
 STATUS_ERROR = "error"
+STATUS_SUPPRESSED = "suppressed"  # a contact deleted in HubSpot: the patient is sent no more (SPEC §8)
 CONFIRMED_STATUSES = frozenset({STATUS_SYNCED, STATUS_FLAGGED})
 
 Action = Literal["create", "update"]
@@ -84,14 +85,20 @@ class RecordPlan:
         return sum(1 for w in self.writes if w.retry)
 
 
-def plan_records(desired: Mapping[str, DesiredRecord], ledger: Mapping[str, LedgerEntry]) -> RecordPlan:
+def plan_records(
+    desired: Mapping[str, DesiredRecord],
+    ledger: Mapping[str, LedgerEntry],
+    force: Collection[str] = (),
+) -> RecordPlan:
+    """`force`: keys the reconciliation found drifted in HubSpot; they are sent although their hash is
+    the ledger's (the value is set back)."""
     plan = RecordPlan()
     for key in sorted(desired):
         record = desired[key]
         entry = ledger.get(key)
         if entry is None or entry.hubspot_id is None:
             plan.writes.append(PlannedWrite(record, "create", retry=entry is not None))
-        elif not entry.confirmed or entry.content_hash != record.content_hash:
+        elif not entry.confirmed or entry.content_hash != record.content_hash or key in force:
             plan.writes.append(
                 PlannedWrite(record, "update", retry=not entry.confirmed, previous_hash=entry.content_hash)
             )

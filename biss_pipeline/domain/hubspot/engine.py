@@ -35,10 +35,13 @@ action and sample diffs (keys and changed property *names*, read from HubSpot; n
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from biss_pipeline.domain.hubspot.api import (
     ErrorInfo,
@@ -49,12 +52,14 @@ from biss_pipeline.domain.hubspot.api import (
     UpsertInput,
     UpsertResult,
 )
-from biss_pipeline.domain.hubspot.desired import desired_state, read_snapshot
+from biss_pipeline.domain.hubspot.desired import DesiredState, desired_state, read_snapshot
 from biss_pipeline.domain.hubspot.diff import (
     STATUS_ERROR,
     STATUS_FLAGGED,
+    STATUS_SUPPRESSED,
     STATUS_SYNCED,
     AssociationPlan,
+    LedgerEntry,
     PairWrite,
     PlannedWrite,
     RecordPlan,
@@ -64,7 +69,7 @@ from biss_pipeline.domain.hubspot.diff import (
     plan_associations,
     plan_records,
 )
-from biss_pipeline.domain.hubspot.ledger import Ledger, LedgerUpdate
+from biss_pipeline.domain.hubspot.ledger import Ledger, LedgerUpdate, SyncLogEntry
 from biss_pipeline.domain.hubspot.model import (
     ASSOCIATION_KINDS,
     CONTACTS,
@@ -84,6 +89,26 @@ logger = logging.getLogger(__name__)
 
 NOT_CONFIRMED = "not confirmed by HubSpot"
 ASSOCIATION_END_MISSING = "association end missing in HubSpot"
+DELETED_IN_HUBSPOT = "deleted in HubSpot"
+REBUILD_COMMAND = "biss-pipeline hubspot rebuild-ledger --practice {practice_id}"
+Verify = Literal["written", "full"]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class MassDisappearance(RuntimeError):
+    """Most of a practice's objects vanished from HubSpot at once (SPEC §8): a portal reset or restore,
+    not a person deleting records. Repairing record by record would suppress every patient, so the
+    practice's sync stops and names the command that rebuilds the ledger from HubSpot."""
+
+
+def mass_disappearance_message(practice_id: str, missing: int, read: int) -> str:
+    return (
+        f"{practice_id}: {missing} of {read} HubSpot objects the ledger knows are gone at once "
+        "(a portal reset or restore?). The sync of this practice stopped before writing anything. "
+        "When the portal is the one it should be, rebuild the ledger from HubSpot and re-send what is "
+        f"missing with: {REBUILD_COMMAND.format(practice_id=practice_id)}"
+    )
 
 
 class SyncAborted(RuntimeError):
@@ -105,6 +130,13 @@ class ObjectReport:
     failed: int = 0
     flagged: int = 0  # confirmed with something withheld
     email_withheld: int = 0  # of flagged: email dropped after HubSpot refused it
+    read: int = 0  # objects the reconciliation asked HubSpot for, by id
+    missing: int = 0  # of read: gone from HubSpot
+    drifted: int = 0  # of read: a pipeline-owned value differs from the ledger's (set back)
+    recreated: int = 0  # of missing: re-created (deals, appointments)
+    suppressed: int = 0  # of missing: contacts, the patient is sent no more
+    verified: int = 0  # written this run and read back by id
+    verify_failed: int = 0  # of verified: gone or different right after the write (retried next run)
 
 
 @dataclass
@@ -127,6 +159,8 @@ class SyncReport:
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     portal: PortalState | None = None
     calls: dict[str, Any] = field(default_factory=dict)
+    verify: str = "written"
+    suppressed_patients: int = 0
 
     @property
     def errors(self) -> int:
@@ -140,6 +174,8 @@ class SyncReport:
             "practice_id": self.practice_id,
             "dry_run": self.dry_run,
             "errors": self.errors,
+            "verify": self.verify,
+            "suppressed_patients": self.suppressed_patients,
         }
         for name, counts in self.objects.items():
             for action, value in asdict(counts).items():
@@ -168,12 +204,27 @@ class SyncEngine:
         dry_run: bool = False,
         sample_size: int = 5,
         max_failed_batches: int = 3,
+        verify: Verify = "written",
+        run_id: str | None = None,
+        max_concurrency: int = 8,
+        mass_missing_share: float = 0.5,
+        mass_missing_min: int = 10,
     ) -> None:
         if not 1 <= batch_size <= 100:
             raise ValueError("batch_size must be within 1..100")
+        if verify not in ("written", "full"):
+            raise ValueError("verify must be 'written' (intraday) or 'full' (nightly)")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
         self.client = client
         self.warehouse = warehouse
-        self.ledger = Ledger(warehouse)
+        self.ledger = Ledger(warehouse, run_id)
+        self.verify = verify
+        self.max_concurrency = max_concurrency
+        self.mass_missing_share = mass_missing_share
+        self.mass_missing_min = mass_missing_min
+        self._lock = threading.Lock()
+        self._written: dict[str, dict[str, PlannedWrite]] = {}
         self.mapping = mapping or SyncMapping()
         self.batch_size = batch_size
         self.dry_run = dry_run
@@ -198,6 +249,7 @@ class SyncEngine:
         return report
 
     def _run(self, practice_id: str, report: SyncReport) -> None:
+        report.verify = self.verify
         snapshot = read_snapshot(self.warehouse, practice_id)
         spec = portal_spec(self.mapping, snapshot.buckets, snapshot.categories)
         try:
@@ -205,24 +257,39 @@ class SyncEngine:
         except HubSpotError as exc:
             raise SyncAborted(f"portal setup: {exc}") from None
         report.portal = portal
-        desired = desired_state(snapshot, self.mapping, portal.pipeline_id, portal.stage_ids)
         ledger = self.ledger.load(practice_id)
         types = property_types(spec.properties)
 
+        def desired_now(entries: Mapping[str, Mapping[str, LedgerEntry]]) -> DesiredState:
+            contacts = entries.get(CONTACTS.name, {})
+            suppressed = {k for k, e in contacts.items() if e.status == STATUS_SUPPRESSED}
+            report.suppressed_patients = len(suppressed)
+            return desired_state(snapshot, self.mapping, portal.pipeline_id, portal.stage_ids, suppressed)
+
+        desired = desired_now(ledger)
+        force: dict[str, set[str]] = {}
+        if not self.dry_run:
+            force = self._reconcile(practice_id, desired, ledger, types, report)
+            ledger = self.ledger.load(practice_id)
+            desired = desired_now(ledger)
+
         for kind in OBJECT_KINDS:
-            plan = plan_records(desired.records[kind.name], ledger.get(kind.name, {}))
-            counts = report.objects[kind.name] = ObjectReport(
-                create=plan.count("create"),
-                update=plan.count("update"),
-                unchanged=len(plan.unchanged),
-                retrying=plan.retries,
-                stale=len(plan.stale),
+            plan = plan_records(
+                desired.records[kind.name], ledger.get(kind.name, {}), force.get(kind.name, ())
             )
+            counts = report.objects.setdefault(kind.name, ObjectReport())
+            counts.create = plan.count("create")
+            counts.update = plan.count("update")
+            counts.unchanged = len(plan.unchanged)
+            counts.retrying = plan.retries
+            counts.stale = len(plan.stale)
             if self.dry_run:
                 report.samples[kind.name] = self._samples(kind, plan, types)
             else:
                 self._write_records(practice_id, kind, plan, counts)
 
+        if not self.dry_run:
+            self._verify_written(practice_id, report, types)
         if not self.dry_run:
             ledger = self.ledger.load(practice_id)
         ids = {
@@ -258,18 +325,41 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ records
 
+    def _parallel(self, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """Run `work` over `items` with at most `max_concurrency` calls in flight: at 0.2–1 s per HubSpot
+        call one call at a time cannot keep the rate bound busy (the limiter still paces the starts)."""
+        if self.max_concurrency == 1 or len(items) <= 1:
+            return [work(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(items))) as pool:
+            return list(pool.map(work, items))
+
     def _write_records(
         self, practice_id: str, kind: ObjectKind, plan: RecordPlan, counts: ObjectReport
     ) -> None:
-        for batch in chunks(dedupe_writes(plan.writes), self.batch_size):
+        writes = dedupe_writes(plan.writes)
+        # A family email moving owner: the old owner's clear must land before the new owner sets the
+        # address, or HubSpot refuses the new owner's write (one contact per email). Clears go first.
+        waves = [writes]
+        if kind is CONTACTS:
+            clears = [w for w in writes if w.properties.get("email", None) == ""]
+            waves = [clears, [w for w in writes if w.properties.get("email", None) != ""]]
+
+        def one_batch(batch: list[PlannedWrite]) -> None:
             updates: list[LedgerUpdate] = []
+            local = ObjectReport()
             try:
                 withheld: list[PlannedWrite] = []
-                self._upsert(kind, batch, updates, counts, withheld)
+                self._upsert(kind, batch, updates, local, withheld)
                 for retry in chunks(withheld, self.batch_size):
-                    self._upsert(kind, retry, updates, counts, None)
+                    self._upsert(kind, retry, updates, local, None)
             finally:
                 self.ledger.record(practice_id, updates)
+                with self._lock:
+                    for name in ("hubspot_new", "hubspot_updated", "failed", "flagged", "email_withheld"):
+                        setattr(counts, name, getattr(counts, name) + getattr(local, name))
+
+        for wave in waves:
+            self._parallel(one_batch, list(chunks(wave, self.batch_size)))
 
     def _upsert(
         self,
@@ -345,6 +435,8 @@ class SyncEngine:
                 flags=",".join(flags) or None,
             )
         )
+        with self._lock:
+            self._written.setdefault(kind.name, {})[result.hubspot_id] = write
         if result.new:
             counts.hubspot_new += 1
         else:
@@ -388,12 +480,184 @@ class SyncEngine:
         for write in writes:
             updates.append(LedgerUpdate(kind.name, write.key, STATUS_ERROR, error=info.summary))
         counts.failed += len(writes)
-        self._failed_batches += 1
+        with self._lock:
+            self._failed_batches += 1
         logger.warning(
             "HubSpot %s batch of %d failed after retries: %s", kind.name, len(writes), info.summary
         )
         if self._failed_batches >= self.max_failed_batches:
             raise SyncAborted(f"{self._failed_batches} batches in a row failed after retries: {info.summary}")
+
+    # ------------------------------------------------------------------ reconciliation (SPEC §8)
+
+    def _reconcile(
+        self,
+        practice_id: str,
+        desired: DesiredState,
+        ledger: Mapping[str, Mapping[str, LedgerEntry]],
+        types: Mapping[str, str],
+        report: SyncReport,
+    ) -> dict[str, set[str]]:
+        """Read the ledger's objects by HubSpot id and repair what HubSpot lost or changed.
+
+        `full` (nightly) reads every object the ledger has an id for, with its pipeline-owned
+        properties, and sets back drifted values. `written` (intraday) reads only the objects this run is
+        about to update (one call per 100, no property compare: an update of a deleted contact would
+        otherwise be an upsert that re-creates it) plus a rotating slice of 100 ids per object type, so
+        a portal reset is noticed by a tick that has nothing to update.
+
+        Missing contacts → the patient is suppressed; missing deals/appointments → id forgotten, so
+        the plan re-creates them (and their associations, whose ids changed). Returns the drifted keys
+        to force. Raises `SyncAborted` on a mass disappearance, before anything is written."""
+        force: dict[str, set[str]] = {}
+        gone: dict[str, list[str]] = {}
+        drift_reasons: dict[str, dict[str, list[str]]] = {}
+        read_total = missing_total = 0
+        for kind in OBJECT_KINDS:
+            entries = ledger.get(kind.name, {})
+            wanted = desired.records[kind.name]
+            with_id = {k: e for k, e in entries.items() if e.hubspot_id and e.status != STATUS_SUPPRESSED}
+            if self.verify == "full":
+                scope = dict(with_id)
+                names = sorted({n for r in wanted.values() for n in r.properties} | {kind.id_property})
+            else:
+                scope = {
+                    k: e for k, e in with_id.items()
+                    if k in wanted and (not e.confirmed or e.content_hash != wanted[k].content_hash)
+                }
+                # plus a rotating slice of one batch: a tick that updates nothing still notices a
+                # portal reset, and every object is looked at again within ledger size / 100 ticks
+                scope.update({k: with_id[k] for k in self._slice(kind.name, with_id)})
+                names = [kind.id_property]
+            if not scope:
+                continue
+            found = self._read(kind, scope, names)
+            missing = self._missing(kind, scope, found)
+            counts = report.objects.setdefault(kind.name, ObjectReport())
+            counts.read += len(scope)
+            counts.missing += len(missing)
+            read_total += len(scope)
+            missing_total += len(missing)
+            gone[kind.name] = missing
+            if self.verify == "full":
+                for key, entry in scope.items():
+                    record = wanted.get(key)
+                    theirs = found.get(str(entry.hubspot_id))
+                    if record is None or theirs is None or key in missing:
+                        continue
+                    if not entry.confirmed or entry.content_hash != record.content_hash:
+                        continue  # the plan sends it anyway
+                    ours = dict(record.properties)
+                    if kind is CONTACTS and FLAG_EMAIL_CONFLICT in (entry.flags or ""):
+                        ours.pop("email", None)  # HubSpot refused it; the sync sent none
+                    changed = changed_properties(ours, theirs, types)
+                    if changed:
+                        force.setdefault(kind.name, set()).add(key)
+                        drift_reasons.setdefault(kind.name, {})[key] = changed
+                counts.drifted += len(drift_reasons.get(kind.name, {}))
+
+        if missing_total >= self.mass_missing_min and missing_total >= self.mass_missing_share * read_total:
+            raise SyncAborted(mass_disappearance_message(practice_id, missing_total, read_total))
+
+        log: list[SyncLogEntry] = []
+        for kind in OBJECT_KINDS:
+            keys = sorted(gone.get(kind.name, []))
+            if not keys:
+                continue
+            counts = report.objects[kind.name]
+            if kind is CONTACTS:
+                self.ledger.suppress(practice_id, keys, DELETED_IN_HUBSPOT)
+                counts.suppressed += len(keys)
+                log += [SyncLogEntry("suppress", kind.name, k, "contact deleted in HubSpot") for k in keys]
+            else:
+                self.ledger.forget_ids(practice_id, kind.name, keys, DELETED_IN_HUBSPOT)
+                counts.recreated += len(keys)
+                log += [SyncLogEntry("recreate", kind.name, k, "deleted in HubSpot") for k in keys]
+        for kind_name, reasons in drift_reasons.items():
+            log += [
+                SyncLogEntry("set_back", kind_name, key, "edited in HubSpot: " + ",".join(props))
+                for key, props in sorted(reasons.items())
+            ]
+        self.ledger.log(practice_id, log)
+        if log:
+            logger.info("HubSpot %s reconciliation: %d repairs (see hubspot_sync_log)", practice_id, len(log))
+        return force
+
+    def _slice(self, kind: str, entries: Mapping[str, LedgerEntry]) -> list[str]:
+        ranked = sorted(entries, key=lambda k: _rank(kind, k))
+        if not ranked:
+            return []
+        seed = self.ledger.run_id or ""
+        offset = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % len(ranked) if seed else 0
+        return (ranked[offset:] + ranked[:offset])[: self.batch_size]
+
+    def _read(
+        self, kind: ObjectKind, scope: Mapping[str, LedgerEntry], names: Sequence[str]
+    ) -> dict[str, dict[str, str | None]]:
+        try:
+            return self._read_ids(kind, [str(e.hubspot_id) for e in scope.values()], names)
+        except HubSpotError as exc:
+            raise SyncAborted(f"reconciliation read of {kind.name}: {exc.info.summary}") from None
+
+    def _read_ids(
+        self, kind: ObjectKind, ids: Sequence[str], names: Sequence[str]
+    ) -> dict[str, dict[str, str | None]]:
+        """Batch reads by record id, 100 per call, `max_concurrency` in flight."""
+        ordered = sorted(set(ids), key=lambda i: (len(i), i))
+
+        def read(part: list[str]) -> dict[str, dict[str, str | None]]:
+            return self.client.read_by_ids(kind.api_type, part, names)
+
+        found: dict[str, dict[str, str | None]] = {}
+        for answer in self._parallel(read, list(chunks(ordered, MAX_READ))):
+            found.update(answer)
+        return found
+
+    @staticmethod
+    def _missing(
+        kind: ObjectKind, scope: Mapping[str, LedgerEntry], found: Mapping[str, Mapping[str, str | None]]
+    ) -> list[str]:
+        """Keys whose object is gone, or whose id now carries another key (treated as gone)."""
+        missing = []
+        for key, entry in scope.items():
+            theirs = found.get(str(entry.hubspot_id))
+            if theirs is None or (theirs.get(kind.id_property) or key) != key:
+                missing.append(key)
+        return missing
+
+    def _verify_written(self, practice_id: str, report: SyncReport, types: Mapping[str, str]) -> None:
+        """Read back, by id, what this run wrote (one call per 100 objects) and compare the values sent.
+        A record that is gone or different right after the write goes to the ledger as an error, so the
+        next run sends it again; the report counts it."""
+        for kind in OBJECT_KINDS:
+            written = self._written.get(kind.name, {})
+            if not written:
+                continue
+            names = sorted({n for w in written.values() for n in w.properties} | {kind.id_property})
+            try:
+                found = self._read_ids(kind, list(written), names)
+            except HubSpotError as exc:
+                logger.warning(
+                    "HubSpot %s: reading back %s failed: %s", practice_id, kind.name, exc.info.summary
+                )
+                continue
+            counts = report.objects.setdefault(kind.name, ObjectReport())
+            counts.verified += len(written)
+            failed: list[LedgerUpdate] = []
+            for hubspot_id, write in written.items():
+                theirs = found.get(hubspot_id)
+                changed = (
+                    ["(gone)"] if theirs is None else changed_properties(write.properties, theirs, types)
+                )
+                if changed:
+                    failed.append(LedgerUpdate(kind.name, write.key, STATUS_ERROR,
+                                               error="read back after write differs: " + ",".join(changed)))
+            counts.verify_failed += len(failed)
+            self.ledger.record(practice_id, failed)
+            if failed:
+                logger.warning(
+                    "HubSpot %s %s: %d records differ when read back", practice_id, kind.name, len(failed)
+                )
 
     # ------------------------------------------------------------------ associations
 
@@ -401,12 +665,19 @@ class SyncEngine:
         self, practice_id: str, association: AssociationKind, plan: AssociationPlan, counts: AssociationReport
     ) -> None:
         source, target = association.source, association.target
-        for batch in chunks(plan.add, self.batch_size):
+
+        def one_batch(batch: list[PairWrite]) -> None:
             updates: list[LedgerUpdate] = []
+            local = AssociationReport()
             try:
-                self._associate(association, batch, updates, counts)
+                self._associate(association, batch, updates, local)
             finally:
                 self.ledger.record(practice_id, updates)
+                with self._lock:
+                    counts.added += local.added
+                    counts.failed += local.failed
+
+        self._parallel(one_batch, list(chunks(plan.add, self.batch_size)))
         for batch_remove in chunks(plan.remove, self.batch_size):
             try:
                 self.client.archive_associations(
@@ -444,7 +715,8 @@ class SyncEngine:
                 updates.append(LedgerUpdate(association.name, pair.key, STATUS_ERROR, error=exc.info.summary))
             counts.failed += len(batch)
             if isinstance(exc, HubSpotTransientError):
-                self._failed_batches += 1
+                with self._lock:
+                    self._failed_batches += 1
                 if self._failed_batches >= self.max_failed_batches:
                     raise SyncAborted(
                         f"{self._failed_batches} batches in a row failed after retries"
@@ -536,6 +808,14 @@ class SyncEngine:
             )
 
 
+MAX_READ = 100  # HubSpot batch read: at most 100 ids per call
+
+
+def _rank(kind: str, key: str) -> str:
+    """A stable pseudo-random order for the probe (the same keys every run until the set changes)."""
+    return hashlib.sha256(f"{kind}:{key}".encode()).hexdigest()
+
+
 def property_types(portal_properties: Mapping[str, Sequence[Any]]) -> dict[str, str]:
     """Property name → HubSpot type, for HubSpot's own properties and the portal's custom ones."""
     types: dict[str, str] = dict(HUBSPOT_DEFINED_TYPES)
@@ -552,7 +832,9 @@ def sync_practice(
     *,
     dry_run: bool = False,
     batch_size: int = 100,
+    **options: Any,
 ) -> SyncReport:
-    """Sync one practice (see the module docstring); the convenience entry point."""
-    engine = SyncEngine(client, warehouse, mapping, batch_size=batch_size, dry_run=dry_run)
+    """Sync one practice (see the module docstring); the convenience entry point. `options` go to
+    `SyncEngine` (verify, run_id, max_concurrency, …)."""
+    engine = SyncEngine(client, warehouse, mapping, batch_size=batch_size, dry_run=dry_run, **options)
     return engine.sync_practice(practice_id)

@@ -15,6 +15,11 @@ Records (object_type `contacts`, `deals`, `appointments`):
 | last_error      | code summary (no values, no personal data)                                   |
 | flags           | comma-separated, e.g. `email_withheld_shared`                                |
 | last_attempt_at | UTC time of the last attempt; synced_at: of the last confirmed write         |
+| last_run_id     | the Dagster run that last wrote the row (what an intraday check verifies)    |
+
+A contact row with status `suppressed` is a patient whose HubSpot contact was deleted there (SPEC §8,
+possibly an erasure request): nothing of the patient is sent again until `biss-pipeline hubspot
+unsuppress` deletes that row.
 
 Associations (object_type `association:<from>:<to>`, e.g. `association:contacts:deals`): record_key
 `<from key>><to key>` (`MB_1>MB_A1`), hubspot_id `<from id>><to id>`, content_hash sha256 of
@@ -35,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from biss_pipeline.domain.hubspot.diff import STATUS_ERROR, LedgerEntry
-from biss_pipeline.domain.warehouse.schema import hubspot_ledger
+from biss_pipeline.domain.hubspot.diff import STATUS_ERROR, STATUS_SUPPRESSED, LedgerEntry
+from biss_pipeline.domain.warehouse.schema import hubspot_ledger, hubspot_sync_log
 
 if TYPE_CHECKING:  # the resource module imports Dagster; the ledger only needs the Warehouse's methods
     from biss_pipeline.domain.warehouse.store import Warehouse
@@ -61,9 +66,135 @@ class LedgerUpdate:
         return self.status == STATUS_ERROR
 
 
+@dataclass(frozen=True)
+class SyncLogEntry:
+    """One repair, for `hubspot_sync_log`: never values or personal data, only keys, names and codes."""
+
+    action: str
+    object_type: str
+    record_key: str
+    reason: str = ""
+
+
 class Ledger:
-    def __init__(self, warehouse: Warehouse) -> None:
+    def __init__(self, warehouse: Warehouse, run_id: str | None = None) -> None:
         self.warehouse = warehouse
+        self.run_id = run_id
+
+    # -- the sync log ----------------------------------------------------------------------------
+
+    def log(self, practice_id: str, entries: Sequence[SyncLogEntry], now: datetime | None = None) -> None:
+        if not entries:
+            return
+        now = now or datetime.now(UTC)
+        rows = [
+            {
+                "practice_id": practice_id,
+                "run_id": self.run_id,
+                "logged_at": now,
+                "action": e.action,
+                "object_type": e.object_type,
+                "record_key": e.record_key,
+                "reason": (e.reason or "")[:_MAX_ERROR_LENGTH] or None,
+            }
+            for e in entries
+        ]
+        with self.warehouse.transaction() as connection:
+            for start in range(0, len(rows), 1000):
+                connection.execute(hubspot_sync_log.insert(), rows[start : start + 1000])
+
+    def read_log(self, practice_id: str) -> list[dict[str, Any]]:
+        table = hubspot_sync_log
+        return self.warehouse.read_rows(
+            sa.select(table).where(table.c.practice_id == practice_id).order_by(table.c.id)
+        )
+
+    # -- suppression (SPEC §8: a contact deleted in HubSpot) -----------------------------------
+
+    def suppressed(self, practice_id: str) -> list[str]:
+        table = hubspot_ledger
+        rows = self.warehouse.read_rows(
+            sa.select(table.c.record_key).where(
+                table.c.practice_id == practice_id,
+                table.c.object_type == "contacts",
+                table.c.status == STATUS_SUPPRESSED,
+            )
+        )
+        return sorted(str(r["record_key"]) for r in rows)
+
+    def suppress(self, practice_id: str, keys: Sequence[str], reason: str,
+                 now: datetime | None = None) -> None:
+        """Mark contacts suppressed; their HubSpot id is dropped (the object is gone)."""
+        if not keys:
+            return
+        now = now or datetime.now(UTC)
+        table = hubspot_ledger
+        with self.warehouse.transaction() as connection:
+            for start in range(0, len(keys), 500):
+                connection.execute(
+                    table.update()
+                    .where(table.c.object_type == "contacts",
+                           table.c.record_key.in_(list(keys[start : start + 500])))
+                    .values(status=STATUS_SUPPRESSED, hubspot_id=None, content_hash=None,
+                            last_error=reason[:_MAX_ERROR_LENGTH], last_attempt_at=now,
+                            last_run_id=self.run_id)
+                )
+
+    def unsuppress(self, practice_id: str, key: str) -> bool:
+        """Lift a suppression: the contact row goes, so the next sync creates the contact again and
+        with it the patient's deals, appointments and associations. False when it was not suppressed."""
+        table = hubspot_ledger
+        with self.warehouse.transaction() as connection:
+            result = connection.execute(
+                table.delete().where(
+                    table.c.practice_id == practice_id,
+                    table.c.object_type == "contacts",
+                    table.c.record_key == key,
+                    table.c.status == STATUS_SUPPRESSED,
+                )
+            )
+        return bool(result.rowcount)
+
+    def forget_ids(self, practice_id: str, object_type: str, keys: Sequence[str], reason: str,
+                   now: datetime | None = None) -> None:
+        """The HubSpot objects of these keys are gone: drop id and hash, so the next plan creates them
+        (an upsert on the unique key) and every association pair with them is sent again (new ids)."""
+        if not keys:
+            return
+        now = now or datetime.now(UTC)
+        table = hubspot_ledger
+        with self.warehouse.transaction() as connection:
+            for start in range(0, len(keys), 500):
+                connection.execute(
+                    table.update()
+                    .where(table.c.object_type == object_type,
+                           table.c.record_key.in_(list(keys[start : start + 500])))
+                    .values(status=STATUS_ERROR, hubspot_id=None, content_hash=None,
+                            last_error=reason[:_MAX_ERROR_LENGTH], last_attempt_at=now,
+                            last_run_id=self.run_id)
+                )
+
+    def delete_practice_associations(self, practice_id: str) -> int:
+        table = hubspot_ledger
+        with self.warehouse.transaction() as connection:
+            result = connection.execute(
+                table.delete().where(table.c.practice_id == practice_id,
+                                     table.c.object_type.like("association:%"))
+            )
+        return int(result.rowcount or 0)
+
+    def written_by_run(self, practice_id: str, object_type: str, run_id: str) -> dict[str, str]:
+        """key → HubSpot id of the rows `run_id` confirmed (the intraday check's scope)."""
+        table = hubspot_ledger
+        rows = self.warehouse.read_rows(
+            sa.select(table.c.record_key, table.c.hubspot_id).where(
+                table.c.practice_id == practice_id,
+                table.c.object_type == object_type,
+                table.c.last_run_id == run_id,
+                table.c.hubspot_id.is_not(None),
+            )
+        )
+        return {str(r["record_key"]): str(r["hubspot_id"]) for r in rows}
 
     def load(
         self, practice_id: str, object_types: Iterable[str] | None = None
@@ -141,6 +272,7 @@ class Ledger:
                 "last_error": excluded.last_error,
                 "last_attempt_at": excluded.last_attempt_at,
                 "practice_id": excluded.practice_id,
+                "last_run_id": excluded.last_run_id,
             }
         else:
             set_ = {
@@ -153,6 +285,7 @@ class Ledger:
                 "last_attempt_at": excluded.last_attempt_at,
                 "synced_at": excluded.synced_at,
                 "practice_id": excluded.practice_id,
+                "last_run_id": excluded.last_run_id,
             }
         statement = insert.on_conflict_do_update(index_elements=["object_type", "record_key"], set_=set_)
         rows = [
@@ -168,6 +301,7 @@ class Ledger:
                 "flags": u.flags,
                 "last_attempt_at": now,
                 "synced_at": None if failed else now,
+                "last_run_id": self.run_id,
             }
             for u in updates
         ]

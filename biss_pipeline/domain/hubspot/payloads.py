@@ -16,8 +16,12 @@ is known in staging (a quarantined patient does not wipe the names HubSpot alrea
 when allowlisted.
 
 Shared emails: HubSpot allows one contact per email address. Among the practice's contacts that share
-an address (families), the lowest patient key keeps it; the others are sent without email and
-flagged `email_withheld_shared`. An address that fails a basic syntax check is withheld and flagged
+an address (families), the lowest *numeric* patient id keeps it (`RB_7` before `RB_34`, the order
+`deals.rules.key_order` defines; a family member who appears later with a higher id never takes it
+over); the others are sent `email: ""` (an explicit clear, so an old owner's address does not stay in
+HubSpot when ownership moves) and flagged `email_withheld_shared`. The sync sends the clears before the
+other contact writes, so the new owner's address is free when it arrives.
+An address that fails a basic syntax check is withheld and flagged
 `email_withheld_invalid` (HubSpot would reject the whole batch over it).
 """
 
@@ -34,6 +38,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from biss_pipeline.domain.calendar import PRACTICE_TZ
+from biss_pipeline.domain.deals.rules import key_order
 from biss_pipeline.domain.hubspot.model import (
     APPOINTMENT_STATUS_PROPERTY,
     CONTACT_FIELD_SOURCES,
@@ -151,7 +156,8 @@ def valid_email(value: str) -> bool:
 
 
 def email_owners(patients: Mapping[str, Mapping[str, Any] | None]) -> dict[str, str]:
-    """Normalised email → the patient key that may carry it (the lowest key among those sharing it)."""
+    """Normalised email → the patient key that may carry it: the lowest numeric id among those sharing
+    it (`key_order`), not the lowest string."""
     sharers: dict[str, list[str]] = defaultdict(list)
     for key, row in patients.items():
         if row is None:
@@ -159,7 +165,7 @@ def email_owners(patients: Mapping[str, Mapping[str, Any] | None]) -> dict[str, 
         email = normalise_email(row.get("email"))
         if email and valid_email(email):
             sharers[email].append(key)
-    return {email: min(keys) for email, keys in sharers.items()}
+    return {email: min(keys, key=key_order) for email, keys in sharers.items()}
 
 
 def contact_record(
@@ -189,6 +195,7 @@ def contact_record(
                     flags.append(FLAG_EMAIL_INVALID)
                 elif email and owners.get(email, key) != key:
                     flags.append(FLAG_EMAIL_SHARED)
+                    properties["email"] = ""  # cleared explicitly: this contact may have owned it before
                 else:
                     properties["email"] = email
             elif prop == "date_of_birth":

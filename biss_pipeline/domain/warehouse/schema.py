@@ -335,7 +335,24 @@ hubspot_ledger = sa.Table(
     sa.Column("flags", sa.Text),  # e.g. email withheld because another contact owns it
     sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
     sa.Column("synced_at", sa.DateTime(timezone=True)),
+    # the Dagster run that last wrote the row: what an intraday check verifies is what its run wrote
+    sa.Column("last_run_id", sa.String(64)),
     sa.PrimaryKeyConstraint("object_type", "record_key"),
+)
+
+# Every repair the reconciliation makes, one row per record (Hightouch's "sync log"): action
+# (`set_back`, `recreate`, `suppress`, `unsuppress`, `rebuild_found`, `rebuild_missing`, `mass_missing`),
+# object type, Ivoris key, reason (property names and codes only, never values), run id.
+hubspot_sync_log = sa.Table(
+    "hubspot_sync_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("practice_id", sa.String(16), nullable=False, index=True),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("object_type", sa.String(64), nullable=False),
+    sa.Column("record_key", sa.String(160), nullable=False),
+    sa.Column("reason", sa.Text),
 )
 
 # -- KPIs (SPEC §6): aggregates per practice and period, no patient keys; definitions in
