@@ -39,6 +39,14 @@ def test_the_tab_sets_routes_paging_concurrency_timeouts_and_retries_per_practic
     assert parse_mapping(config.canonical_tabs()).ivoris_client == config.ivoris_client
 
 
+def test_a_practice_s_client_rows_are_part_of_its_mapping_hash_only() -> None:
+    plain = parse_mapping(minimal_tabs())
+    tuned = parse_mapping(with_client_rows({"practice": "mb", "setting": "page_size", "value": "100"}))
+    assert tuned.practice_hash("mb") != plain.practice_hash("mb")
+    others = [p.practice_id for p in plain.practices if p.practice_id != "mb"]
+    assert all(tuned.practice_hash(pid) == plain.practice_hash(pid) for pid in others)
+
+
 def test_without_the_tab_every_practice_keeps_the_defaults() -> None:
     assert parse_mapping(minimal_tabs()).ivoris_client == {}
 

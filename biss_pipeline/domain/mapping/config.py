@@ -298,8 +298,14 @@ class MappingConfig:
         tabs = self.canonical_tabs()
         practice = self.practice(practice_id)
         own_types = [row for row in tabs[APPOINTMENT_TYPES] if row["practice"] == practice_id]
-        return _sha256([practice.key_prefix, own_types,
-                        {tab: self.tab_hashes[tab] for tab in PRACTICE_SHARED_TABS}])
+        parts: list[Any] = [practice.key_prefix, own_types,
+                            {tab: self.tab_hashes[tab] for tab in PRACTICE_SHARED_TABS}]
+        # Its own Ivoris client rows (routes, paging) decide what extraction reads, so a change there
+        # reprocesses the practice; a practice on the defaults keeps the hash it had before the tab.
+        own_client = [row for row in tabs.get(IVORIS_CLIENT, []) if row["practice"] == practice_id]
+        if own_client:
+            parts.append({IVORIS_CLIENT: own_client})
+        return _sha256(parts)
 
     @cached_property
     def content_hash(self) -> str:
