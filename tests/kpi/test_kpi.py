@@ -758,3 +758,25 @@ def test_billing_lines_that_cannot_be_placed_stop_the_computation(column: str) -
     lines.loc[0, column] = None
     with pytest.raises(ValueError, match=f"missing {column}"):
         kpi.revenue_kpis(lines)
+
+
+# --- chart series ----------------------------------------------------------------------------------
+
+
+def test_a_week_never_extracted_is_a_gap_in_the_chart_not_a_zero() -> None:
+    from biss_pipeline.domain.kpi.report import weekly_series
+
+    # mb has appointments in the weeks of 2 and 16 March, nothing at all in the week of 9 March
+    frame = appointments(("MB_1", "2026-03-03T09:00", "completed"), ("MB_2", "2026-03-17T09:00", "cancelled"))
+    tables = kpi.KpiTables(
+        appointments=kpi.appointment_kpis(kpi.patient_appointments(frame, members_of(frame))),
+        deals=pd.DataFrame(columns=list(kpi.DEAL_KPI_COLUMNS)),
+        revenue=kpi.revenue_kpis(pd.DataFrame(columns=list(kpi.ENTRY_INPUT))),
+    )
+    series = weekly_series(tables, [D("2026-03-02"), D("2026-03-09"), D("2026-03-16")])
+
+    completed = series["completed"]["mb"].tolist()
+    assert completed[0] == 1.0 and completed[2] == 0.0  # extracted weeks: counts, zero included
+    assert pd.isna(completed[1])  # the week without any appointment row: no value
+    revenue = series["revenue_cents"]["mb"].tolist()
+    assert revenue[0] == 0.0 and revenue[2] == 0.0 and pd.isna(revenue[1])

@@ -74,9 +74,15 @@ def weekly_series(tables: KpiTables, mondays: Sequence[dt.date]) -> dict[str, pd
         if not appointments.empty
         else pd.DataFrame()
     )
+    # A practice's week in which no appointment at all was seen (booked, scheduled, cancelled, ...)
+    # was not extracted, or the practice was closed: its lines break there instead of dropping to a
+    # zero that reads as a week without work.
+    activity = tables.appointments.assign(
+        activity=tables.appointments[list(kpi.APPOINTMENT_COUNTS)].sum(axis=1))
+    extracted = pivot(activity, "activity", 0.0) > 0
     return {
-        "completed": pivot(tables.appointments, "completed", 0.0),
-        "revenue_cents": pivot(tables.revenue, "amount_cents", 0.0),
+        "completed": pivot(tables.appointments, "completed", 0.0).where(extracted),
+        "revenue_cents": pivot(tables.revenue, "amount_cents", 0.0).where(extracted),
         # a week without settled appointments has no rate; the line shows a gap, not a zero
         "no_show_rate": rates.reindex(index=index, columns=practices).astype("float64"),
     }
