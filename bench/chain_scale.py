@@ -134,7 +134,9 @@ def run_child(mapping: Path, dagster_home: Path) -> None:
 
     def scheduled(schedule: ScheduleDefinition, now: dt.datetime) -> tuple[RunRequest, dt.datetime]:
         tick = latest_tick(schedule, now)
-        with build_schedule_context(instance=instance, scheduled_execution_time=tick) as context:
+        # the schedules read the mapping (a practice disabled by its rows is skipped)
+        with build_schedule_context(instance=instance, scheduled_execution_time=tick,
+                                    resources={"mapping": (defs.resources or {})["mapping"]}) as context:
             data = schedule.evaluate_tick(context)
         requests = list(data.run_requests or [])
         if len(requests) != 1:

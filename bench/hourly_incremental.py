@@ -82,9 +82,11 @@ def latest_tick(schedule: ScheduleDefinition, now: dt.datetime) -> dt.datetime:
     raise RuntimeError("no tick")
 
 
-def run_requests(schedule: ScheduleDefinition, instance: DagsterInstance,
-                 tick: dt.datetime) -> list[RunRequest]:
-    with build_schedule_context(instance=instance, scheduled_execution_time=tick) as context:
+def run_requests(schedule: ScheduleDefinition, instance: DagsterInstance, tick: dt.datetime,
+                 defs: Definitions) -> list[RunRequest]:
+    # the schedules read the mapping (a practice disabled by its rows is skipped), as under the daemon
+    with build_schedule_context(instance=instance, scheduled_execution_time=tick,
+                                resources={"mapping": (defs.resources or {})["mapping"]}) as context:
         data = schedule.evaluate_tick(context)
     return list(data.run_requests or [])
 
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 # -- one day later: the schedule's latest tick, its run request, executed
                 new_clock = ivoris.advance_clock(dt.timedelta(days=1))
                 tick = latest_tick(schedule, new_clock)
-                requests = run_requests(schedule, instance, tick)
+                requests = run_requests(schedule, instance, tick, defs)
                 if len(requests) != 1:
                     problems.append(f"schedule returned {len(requests)} run requests, expected 1")
                 request = requests[0]
