@@ -106,9 +106,9 @@ def peak_rss_mb() -> float:
 def run_child(mapping: Path, dagster_home: Path) -> None:
     import logging
 
-    from dagster import DagsterInstance, RunRequest, ScheduleDefinition, build_schedule_context
-    from dagster._utils.schedules import reverse_cron_string_iterator
+    from dagster import DagsterInstance, RunRequest, ScheduleDefinition
 
+    from bench.hourly_incremental import latest_tick, run_requests
     from biss_pipeline.definitions import build_definitions
     from biss_pipeline.keys import BOOKING_LOOKAHEAD_DAYS, pipeline_job_name, window_tags
 
@@ -124,21 +124,9 @@ def run_child(mapping: Path, dagster_home: Path) -> None:
     history_start = practices[PRACTICE].history_start
     baseline = peak_rss_mb()
 
-    def latest_tick(schedule: ScheduleDefinition, now: dt.datetime) -> dt.datetime:
-        cron = schedule.cron_schedule
-        assert isinstance(cron, str)
-        for tick in reverse_cron_string_iterator(now.timestamp(), cron, schedule.execution_timezone):
-            if tick.timestamp() <= now.timestamp():
-                return tick
-        raise RuntimeError("no tick")
-
     def scheduled(schedule: ScheduleDefinition, now: dt.datetime) -> tuple[RunRequest, dt.datetime]:
         tick = latest_tick(schedule, now)
-        # the schedules read the mapping (a practice disabled by its rows is skipped)
-        with build_schedule_context(instance=instance, scheduled_execution_time=tick,
-                                    resources={"mapping": (defs.resources or {})["mapping"]}) as context:
-            data = schedule.evaluate_tick(context)
-        requests = list(data.run_requests or [])
+        requests = run_requests(schedule, instance, tick, defs)
         if len(requests) != 1:
             raise RuntimeError(f"{schedule.name} returned {len(requests)} run requests at {tick}")
         return requests[0], tick
