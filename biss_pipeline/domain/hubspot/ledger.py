@@ -125,20 +125,7 @@ class Ledger:
     def suppress(self, practice_id: str, keys: Sequence[str], reason: str,
                  now: datetime | None = None) -> None:
         """Mark contacts suppressed; their HubSpot id is dropped (the object is gone)."""
-        if not keys:
-            return
-        now = now or datetime.now(UTC)
-        table = hubspot_ledger
-        with self.warehouse.transaction() as connection:
-            for start in range(0, len(keys), 500):
-                connection.execute(
-                    table.update()
-                    .where(table.c.object_type == "contacts",
-                           table.c.record_key.in_(list(keys[start : start + 500])))
-                    .values(status=STATUS_SUPPRESSED, hubspot_id=None, content_hash=None,
-                            last_error=reason[:_MAX_ERROR_LENGTH], last_attempt_at=now,
-                            last_run_id=self.run_id)
-                )
+        self._mark_gone(practice_id, "contacts", keys, STATUS_SUPPRESSED, reason, now)
 
     def unsuppress(self, practice_id: str, key: str) -> bool:
         """Lift a suppression: the contact row goes, so the next sync creates the contact again and
@@ -159,6 +146,11 @@ class Ledger:
                    now: datetime | None = None) -> None:
         """The HubSpot objects of these keys are gone: drop id and hash, so the next plan creates them
         (an upsert on the unique key) and every association pair with them is sent again (new ids)."""
+        self._mark_gone(practice_id, object_type, keys, STATUS_ERROR, reason, now)
+
+    def _mark_gone(self, practice_id: str, object_type: str, keys: Sequence[str], status: str,
+                   reason: str, now: datetime | None) -> None:
+        """The objects of these keys are gone from HubSpot: drop id and hash, record why and when."""
         if not keys:
             return
         now = now or datetime.now(UTC)
@@ -167,9 +159,9 @@ class Ledger:
             for start in range(0, len(keys), 500):
                 connection.execute(
                     table.update()
-                    .where(table.c.object_type == object_type,
+                    .where(table.c.practice_id == practice_id, table.c.object_type == object_type,
                            table.c.record_key.in_(list(keys[start : start + 500])))
-                    .values(status=STATUS_ERROR, hubspot_id=None, content_hash=None,
+                    .values(status=status, hubspot_id=None, content_hash=None,
                             last_error=reason[:_MAX_ERROR_LENGTH], last_attempt_at=now,
                             last_run_id=self.run_id)
                 )
